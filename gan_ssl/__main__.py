@@ -1,0 +1,3 @@
+from gan_ssl.cli import main
+
+main()
