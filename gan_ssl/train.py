@@ -101,7 +101,7 @@ def state_dict(st: TrainState) -> dict[str, Any]:
         "rng": rng,
         "fixed_z": st.fixed_z.cpu(),
         "best": dict(st.best),
-        "meta": {"torch": torch.__version__, "time": time.time()},
+        "meta": {"torch": str(torch.__version__), "time": time.time()},
     }
 
 
