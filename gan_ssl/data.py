@@ -30,6 +30,7 @@ _IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _TV_NAMES = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
+SYSTEM_DATA_DIR = Path("/usr/share/datasets")  # where Debian's dataset-* packages install
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 
 
@@ -97,7 +98,7 @@ def _search_dirs(name: str, root: str = "") -> list[Path]:
         if base:
             b = Path(base).expanduser()
             dirs += [b, b / name, b / _TV_NAMES.get(name, name) / "raw"]
-    dirs += [Path("/usr/share/datasets") / name, data_home() / name, data_home() / _TV_NAMES.get(name, name) / "raw"]
+    dirs += [SYSTEM_DATA_DIR / name, data_home() / name, data_home() / _TV_NAMES.get(name, name) / "raw"]
     return dirs
 
 
@@ -146,11 +147,27 @@ def _load_mnist_like(name: str, split: str, root: str) -> ImageData:
     return ImageData(imgs, torch.from_numpy(labels.astype(np.int64)), name, classes)
 
 
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether the host of `url` accepts a connection within `timeout` seconds (no hang offline)."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname or "", u.port or (443 if u.scheme == "https" else 80)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _try_download(name: str, root: Path) -> None:
-    """Last resort: torchvision's downloader (works only with network access)."""
+    """Last resort: torchvision's downloader, tried only when its mirror answers (offline: no hang)."""
     import torchvision
 
     cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST}[name]
+    if not any(_reachable(m) for m in cls.mirrors):
+        log.info("no network: skipping the download of %s", name)
+        return
     try:
         log.info("downloading %s to %s", name, root)
         cls(str(root), train=True, download=True)

@@ -22,7 +22,7 @@ from torch import nn
 from gan_ssl import checkpoint as ckpt_io
 from gan_ssl.aux import build_aux_tasks
 from gan_ssl.config import Config, from_dict, save_yaml
-from gan_ssl.data import EpochSampler, ImageData, load_images
+from gan_ssl.data import EpochSampler, ImageData, load_images, to_float
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
 from gan_ssl.models import build_models
 from gan_ssl.models.base import Discriminator, Generator
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Config keys that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("train.steps", "train.sample_every", "train.ckpt_every", "train.keep_ckpts", "train.log_every",
-                     "train.sample_grid", "train.device", "train.amp", "train.threads", "eval.")
+                     "train.sample_grid", "train.device", "train.amp", "train.threads", "train.channels_last", "eval.")
 
 Evaluator = Callable[["TrainState"], dict[str, float]]
 
@@ -76,7 +76,8 @@ def build_state(cfg: Config, n_images: int) -> TrainState:
     torch.manual_seed(cfg.seed)
     G, D = build_models(cfg)
     aux = build_aux_tasks(cfg.aux, D)
-    G, D, aux = G.to(device), D.to(device), aux.to(device)
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    G, D, aux = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt), aux.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     t = cfg.train
     opt_g = _adam(G.parameters(), t.lr_g, t.beta1_g, t.beta2_g)
@@ -296,9 +297,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     evaluators = default_evaluators(cfg, data) if evaluators is None else evaluators
 
     t = cfg.train
-    amp = _autocast_factory(st.device, t.amp)
-    backward = lambda loss: st.scaler.scale(loss).backward()  # noqa: E731
-    obj = GANObjective(st.G, st.D, st.aux, cfg.loss, amp, backward)
+    obj = make_objective(st)
     meter = _Meter()
     last_ckpt: Path | None = run.latest if saved is not None else None
 
@@ -321,27 +320,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     t_last, step_last = time.perf_counter(), st.step
     try:
         while st.step < t.steps:
-            st.G.train()
-            st.D.requires_grad_(True)
-            for _ in range(t.n_dis):
-                real = _batch(images, st.sampler.next())
-                z = st.G.sample_z(t.batch_size, device=st.device)
-                st.opt_d.zero_grad(set_to_none=True)
-                logs = obj.phase_d(real, z)
-                if obj.do_r1 and st.d_steps % cfg.loss.r1_every == 0:
-                    logs.update(obj.phase_dreg(real, cfg.loss.r1_every))
-                st.scaler.step(st.opt_d)
-                st.scaler.update()
-                st.d_steps += 1
-                meter.add(logs)
-            st.D.requires_grad_(False)
-            st.opt_g.zero_grad(set_to_none=True)
-            logs = obj.phase_g(st.G.sample_z(t.batch_size, device=st.device))
-            st.scaler.step(st.opt_g)
-            st.scaler.update()
-            update_ema(st.G_ema, st.G, t.ema_beta if st.step >= t.ema_start else 0.0)
-            st.step += 1
-            meter.add(logs)
+            train_step(st, obj, images, meter)
             bar.update(1)
 
             last = st.step == t.steps
@@ -361,7 +340,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
                 with torch.no_grad():
                     save_grid(st.G_ema(st.fixed_z), run.samples / f"step_{st.step:06d}.png")
             if evaluators and ((cfg.eval.every and st.step % cfg.eval.every == 0) or last):
-                _evaluate(st, evaluators, run, t.keep_ckpts)
+                ensure_finite()
+                _evaluate(st, evaluators, run)
             if (t.ckpt_every and st.step % t.ckpt_every == 0) or last:
                 checkpoint()
     except KeyboardInterrupt:
@@ -374,13 +354,43 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     return run.latest
 
 
-def _batch(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    from gan_ssl.data import to_float
+def make_objective(st: TrainState) -> GANObjective:
+    """The objective for a state, with AMP autocast and grad scaling as configured."""
+    amp = _autocast_factory(st.device, st.cfg.train.amp)
+    return GANObjective(st.G, st.D, st.aux, st.cfg.loss, amp, lambda loss: st.scaler.scale(loss).backward())
 
-    return to_float(images[idx.to(images.device)])  # [B, C, H, W] in [-1, 1]
+
+def train_step(st: TrainState, obj: GANObjective, images: torch.Tensor, meter: "_Meter | None" = None) -> None:
+    """One G step: `n_dis` D phases (plus lazy R1), one G phase, the EMA update. images: uint8 [N, C, H, W]."""
+    t, loss_cfg = st.cfg.train, st.cfg.loss
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    st.G.train()
+    st.D.requires_grad_(True)
+    for _ in range(t.n_dis):
+        idx = st.sampler.next().to(images.device)
+        real = to_float(images[idx]).contiguous(memory_format=fmt)  # [B, C, H, W] in [-1, 1]
+        z = st.G.sample_z(t.batch_size, device=st.device)
+        st.opt_d.zero_grad(set_to_none=True)
+        logs = obj.phase_d(real, z)
+        if obj.do_r1 and st.d_steps % loss_cfg.r1_every == 0:
+            logs.update(obj.phase_dreg(real, loss_cfg.r1_every))
+        st.scaler.step(st.opt_d)
+        st.scaler.update()
+        st.d_steps += 1
+        if meter is not None:
+            meter.add(logs)
+    st.D.requires_grad_(False)
+    st.opt_g.zero_grad(set_to_none=True)
+    logs = obj.phase_g(st.G.sample_z(t.batch_size, device=st.device))
+    st.scaler.step(st.opt_g)
+    st.scaler.update()
+    update_ema(st.G_ema, st.G, t.ema_beta if st.step >= t.ema_start else 0.0)
+    st.step += 1
+    if meter is not None:
+        meter.add(logs)
 
 
-def _evaluate(st: TrainState, evaluators: list[Evaluator], run: RunDir, keep: int) -> None:
+def _evaluate(st: TrainState, evaluators: list[Evaluator], run: RunDir) -> None:
     refresh_bn_stats(st.G_ema, st.device, seed=st.cfg.seed)
     results: dict[str, float] = {}
     for ev in evaluators:

@@ -1,0 +1,76 @@
+"""Config resolution: defaults <- YAML <- overrides, with types, ranges and unknown keys checked."""
+from pathlib import Path
+
+import pytest
+
+from gan_ssl.config import Config, parse_override, resolve
+from gan_ssl.errors import ConfigError
+
+CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
+
+
+def test_defaults_and_overrides():
+    cfg = resolve(None, ["train.steps=7", "train.lr_d=1e-4", "model.self_modulation=false", "seed=3", "data.name=folder:/x"])
+    assert isinstance(cfg, Config)
+    assert (cfg.train.steps, cfg.train.lr_d, cfg.model.self_modulation, cfg.seed) == (7, 1e-4, False, 3)
+    assert cfg.data.name == "folder:/x"
+    assert resolve(None, ["train.lr_g=1"]).train.lr_g == 1.0  # ints are accepted for floats
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_resolve(path):
+    cfg = resolve(path)
+    assert cfg.data.name == "fashion-mnist"
+    assert cfg.to_dict() == resolve(cfg.to_dict()).to_dict()  # round trip through a dict (checkpoints)
+
+
+def test_ssgan_config_uses_paper_weights():
+    cfg = resolve(Path(__file__).parent.parent / "configs" / "ssgan_fmnist.yaml")
+    assert (cfg.aux.rotation.d_weight, cfg.aux.rotation.g_weight) == (1.0, 0.2)
+    assert cfg.model.name == "sngan" and cfg.model.self_modulation
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.stepz=3", "unknown config key 'train.stepz'"),
+        ("nope=1", "unknown config key 'nope'"),
+        ("train.steps=abc", "'train.steps' must be int"),
+        ("train.steps=1.5", "'train.steps' must be int"),
+        ("model.self_modulation=3", "must be bool"),
+        ("train.steps=0", "out of range"),
+        ("train.batch_size=-4", "out of range"),
+        ("train.lr_d=.nan", "out of range"),
+        ("loss.adversarial=wgan", "must be one of hinge, ns"),
+        ("model.name=biggan", "is not a model"),
+        ("train.device=tpu", "train.device"),
+        ("train=3", "must be a mapping"),
+        ("steps", "must look like key=value"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        resolve(None, [override])
+
+
+def test_nothing_to_learn_is_rejected():
+    with pytest.raises(ConfigError, match="nothing to learn"):
+        resolve(None, ["loss.d_adv_weight=0"])
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        resolve(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve(bad)
+    bad.write_text("train:\n  warmup: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'train.warmup'"):
+        resolve(bad)
+
+
+def test_parse_override_reads_yaml_values():
+    assert resolve(None, ["train.lr_d=1e-4"]).train.lr_d == 1e-4
+    assert parse_override("x=true") == ("x", True)
+    assert parse_override("x=folder:/data/a=b") == ("x", "folder:/data/a=b")

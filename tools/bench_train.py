@@ -1,0 +1,77 @@
+"""Training throughput of each config on this machine: one JSON line per config.
+
+    python tools/bench_train.py                      # every configs/*.yaml
+    python tools/bench_train.py configs/ssgan_fmnist.yaml --steps 20 --vs train.channels_last=false
+
+`--vs KEY=VALUE` times each config a second time with that override, interleaving the two so that
+machine noise hits both alike, and reports the speed ratio (base / variant) in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from gan_ssl.config import resolve
+from gan_ssl.data import load_images
+from gan_ssl.train import build_state, make_objective, train_step
+
+
+def _setup(path: Path, overrides: list[str], images: torch.Tensor):
+    cfg = resolve(path, overrides)
+    st = build_state(cfg, images.shape[0])
+    return cfg, st, make_objective(st), images.to(st.device)
+
+
+def _time(st, obj, images, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        train_step(st, obj, images)
+    if st.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("configs", nargs="*", type=Path, help="YAML configs [default: configs/*.yaml]")
+    ap.add_argument("--steps", type=int, default=20, help="timed G steps per config (after 3 warm-up steps)")
+    ap.add_argument("--rounds", type=int, default=2, help="with --vs: alternating rounds of --steps each")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="override for every run")
+    ap.add_argument("--vs", default=None, help="KEY=VALUE: also time each config with this override")
+    args = ap.parse_args()
+    configs = args.configs or sorted(Path("configs").glob("*.yaml"))
+    data = load_images("fashion-mnist", "train", 32, 1, limit=4096)
+    for path in configs:
+        base = _setup(path, args.overrides, data.images)
+        runs = {"base": base}
+        if args.vs:
+            runs["variant"] = _setup(path, args.overrides + [args.vs], data.images)
+        secs = {k: 0.0 for k in runs}
+        for k, (_, st, obj, imgs) in runs.items():
+            _time(st, obj, imgs, 3)  # warm-up
+        rounds = args.rounds if args.vs else 1
+        for _ in range(rounds):
+            for k, (_, st, obj, imgs) in runs.items():
+                secs[k] += _time(st, obj, imgs, args.steps)
+        cfg = base[0]
+        n = args.steps * rounds
+        rec = {
+            "config": str(path), "model": cfg.model.name, "device": cfg.train.device, "threads": torch.get_num_threads(),
+            "batch_size": cfg.train.batch_size, "n_dis": cfg.train.n_dis, "rotation": cfg.aux.rotation.d_weight > 0,
+            "s_per_step": round(secs["base"] / n, 4),
+            "img_s": round(n * cfg.train.batch_size * cfg.train.n_dis / secs["base"], 1),
+            "est_min_per_2000_steps": round(secs["base"] / n * 2000 / 60, 1),
+        }
+        if args.vs:
+            rec["vs"] = args.vs
+            rec["variant_s_per_step"] = round(secs["variant"] / n, 4)
+            rec["speedup_base_over_variant"] = round(secs["variant"] / secs["base"], 3)
+        print(json.dumps(rec), flush=True)
+
+
+if __name__ == "__main__":
+    main()
