@@ -42,6 +42,16 @@ class GANObjective:
         self.do_r1 = loss.r1_gamma > 0
         self.do_d_adv = loss.d_adv_weight > 0
 
+    def _aux_terms(self, side: str, x: torch.Tensor, feat: torch.Tensor, logs: Logs) -> torch.Tensor:
+        """Sum of the weighted aux losses of one side ("d" or "g") of every task whose weight is > 0."""
+        total = feat.new_zeros(())
+        for task in self.aux.values():
+            if getattr(task, f"{side}_weight") > 0:
+                term, extra = (task.d_loss if side == "d" else task.g_loss)(self.D, x, feat)
+                total = total + term
+                logs.update(extra)
+        return total
+
     def phase_d(self, real: torch.Tensor, z: torch.Tensor) -> Logs:
         """real: [B, C, H, W] in [-1, 1]; z: [B, z_dim]."""
         logs: Logs = {}
@@ -55,11 +65,7 @@ class GANObjective:
                 adv = self.d_adv(real_logits, fake_logits)
                 loss = loss + self.cfg.d_adv_weight * adv
                 logs.update(d_adv=adv.detach(), d_real=real_logits.detach().mean(), d_fake=fake_logits.detach().mean())
-            for task in self.aux.values():
-                if task.d_weight > 0:
-                    term, extra = task.d_loss(self.D, real, real_feat)
-                    loss = loss + term
-                    logs.update(extra)
+            loss = loss + self._aux_terms("d", real, real_feat, logs)
         self.backward(loss)
         logs["d_loss"] = loss.detach()
         return logs
@@ -82,12 +88,7 @@ class GANObjective:
             fake = self.G(z)  # [B, C, H, W]
             fake_logits, fake_feat = self.D.forward_with_feature(fake)
             adv = self.g_adv(fake_logits)
-            loss = adv
-            for task in self.aux.values():
-                if task.g_weight > 0:
-                    term, extra = task.g_loss(self.D, fake, fake_feat)
-                    loss = loss + term
-                    logs.update(extra)
+            loss = adv + self._aux_terms("g", fake, fake_feat, logs)
         self.backward(loss)
         logs.update(g_adv=adv.detach(), g_loss=loss.detach())
         return logs
