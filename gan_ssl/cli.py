@@ -119,6 +119,66 @@ def info(ckpt: str, as_json: bool) -> None:
     _emit(api.info(ckpt), as_json, text)
 
 
+@cli.command()
+@click.argument("ckpt", type=click.Path())
+@click.option("--data", "spec", required=True, help="Dataset spec: fashion-mnist, mnist, cifar10, folder:PATH.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train")
+@click.option("--layers", default="all", help="Comma-separated D layers (block1,...,penultimate) or 'all' (every block).")
+@click.option("--pool", type=click.Choice(["avg", "max", "avgmax"]), default="avgmax", help="Pooling of each layer's map.")
+@click.option("--grid", type=click.IntRange(1, 8), default=1, help="Pool over a KxK grid (1 = global).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Feature file (.pt, loads with weights_only=True).")
+@click.option("--limit", type=click.IntRange(0), default=0, help="Only the first N images (0 = all).")
+@click.option("--batch-size", type=click.IntRange(1), default=256)
+@click.option("--device", default="cpu")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def features(ckpt: str, spec: str, split: str, layers: str, pool: str, grid: int, out: str, limit: int, batch_size: int,
+             device: str, quiet: bool) -> None:
+    """Export frozen discriminator features of a dataset split (pooled per layer, concatenated).
+
+    \b
+    Examples:
+      gan-ssl features runs/ssgan --data fashion-mnist --split train --out train_feats.pt
+      gan-ssl features runs/ssgan --data fashion-mnist --split test --layers block3,block4 --pool avg --out test_feats.pt
+    """
+    from gan_ssl import features as fe
+
+    fs = fe.export(ckpt, spec, split, layers, pool, grid, out, batch_size, device, limit, progress=not quiet)
+    dims = ", ".join(f"{n} {d}" for n, d in zip(fs["layers"], fs["layer_dims"]))
+    click.echo(f"wrote features {tuple(fs['features'].shape)} ({dims}; pool {pool}) of {spec}:{split} to {out}")
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.option("--data", "spec", required=True, help="Dataset spec with train and test splits (labels are read from it).")
+@click.option("--label-fraction", "fractions", default="0.01,0.1,1.0", help="Comma-separated fractions of training labels.")
+@click.option("--seeds", type=click.IntRange(1, 100), default=3, help="Label subsets per fraction (mean ± std).")
+@click.option("--baseline", "baselines", multiple=True, type=click.Choice(["pixels", "random-d"]), help="Also probe raw pixels / a random-init D (repeatable).")
+@click.option("--test-features", type=click.Path(dir_okay=False), default=None, help="Test feature file, when SOURCE is a train feature file.")
+@click.option("--layers", default="all", help="D layers when SOURCE is a checkpoint (see `features`).")
+@click.option("--pool", type=click.Choice(["avg", "max", "avgmax"]), default="avgmax")
+@click.option("--grid", type=click.IntRange(1, 8), default=1, help="Pool over a KxK grid (1 = global).")
+@click.option("--limit", type=click.IntRange(0), default=0, help="Only the first N train and N test images (0 = all).")
+@click.option("--batch-size", type=click.IntRange(1), default=256)
+@click.option("--device", default="cpu")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def probe(source: str, spec: str, fractions: str, seeds: int, baselines: tuple[str, ...], test_features: str | None, layers: str,
+          pool: str, grid: int, limit: int, batch_size: int, device: str, as_json: bool, quiet: bool) -> None:
+    """Linear probe (logistic regression, L2 chosen on a validation split of the training labels) of a
+    checkpoint's frozen D, or of exported features; test top-1 mean ± std per label fraction.
+
+    \b
+    Examples:
+      gan-ssl probe runs/ssgan --data fashion-mnist --baseline pixels --baseline random-d
+      gan-ssl probe train_feats.pt --test-features test_feats.pt --data fashion-mnist --label-fraction 0.01 --json
+    """
+    from gan_ssl import probe as pr
+
+    r = pr.probe(source, spec, pr.parse_fractions(fractions), seeds, baselines, test_features, layers, pool, grid,
+                 batch_size, device, limit, progress=not quiet)
+    _emit(r, as_json, pr.format_table)
+
+
 def main() -> None:
     cli(prog_name="gan-ssl")
 

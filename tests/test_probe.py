@@ -1,0 +1,159 @@
+"""Linear probe: accuracy on easy and impossible data, seeded stratified subsets, validation hygiene,
+feature-file checks and the trainer hook."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gan_ssl import features as fe
+from gan_ssl import probe as pr
+from gan_ssl.cli import cli
+from gan_ssl.data import ImageData
+
+
+def _blobs(n: int, seed: int, classes: int = 10, dim: int = 32, sep: float = 8.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    means = torch.eye(classes, dim) * sep  # [classes, dim], far apart: linearly separable
+    y = torch.arange(n) % classes
+    return means[y] + torch.randn(n, dim, generator=g), y
+
+
+def test_separable_features_reach_100_percent():
+    x, y = _blobs(2000, 0)
+    xt, yt = _blobs(500, 1)
+    r = pr.run_probe(x, y, xt, yt, fractions=(0.1, 1.0), seeds=2)
+    for f in ("0.1", "1"):
+        assert r["fractions"][f]["mean"] >= 0.99
+
+
+def test_random_labels_give_chance():
+    g = torch.Generator().manual_seed(0)
+    x, xt = torch.randn(2000, 32, generator=g), torch.randn(2000, 32, generator=g)
+    y, yt = torch.randint(0, 10, (2000,), generator=g), torch.randint(0, 10, (2000,), generator=g)
+    acc = pr.run_probe(x, y, xt, yt, fractions=(1.0,), seeds=1)["fractions"]["1"]["mean"]
+    assert 0.06 < acc < 0.14
+
+
+def test_stratified_subset_is_seeded_and_stratified():
+    labels = np.repeat(np.arange(10), [100, 200, 100, 100, 100, 100, 100, 100, 100, 300])
+    a = pr.stratified_subset(labels, 0.1, seed=0)
+    assert np.array_equal(a, pr.stratified_subset(labels, 0.1, seed=0))
+    assert not np.array_equal(a, pr.stratified_subset(labels, 0.1, seed=1))
+    assert np.array_equal(np.bincount(labels[a]), [10, 20, 10, 10, 10, 10, 10, 10, 10, 30])
+    assert len(np.unique(a)) == len(a) and np.all(np.diff(a) > 0)
+    assert np.bincount(labels[pr.stratified_subset(labels, 0.001, seed=0)]).min() == 2  # >= 2 per class
+    assert len(pr.stratified_subset(labels, 1.0, seed=3)) == len(labels)
+    with pytest.raises(pr.ConfigError):
+        pr.stratified_subset(labels, 0.0, seed=0)
+
+
+def test_validation_split_is_carved_from_training_labels_only():
+    x, y = _blobs(600, 0, sep=1.0)
+    xt, yt = _blobs(300, 1, sep=1.0)
+    X, Y = x.numpy(), y.numpy()
+    r = pr.probe_once(X, Y, xt.numpy(), yt.numpy(), fraction=0.5, seed=0)
+    fit, val, subset = r["fit"], r["val"], r["subset"]
+    assert len(np.intersect1d(fit, val)) == 0 and np.array_equal(np.union1d(fit, val), subset)
+    assert subset.max() < len(Y)  # indices into the training set
+    assert np.array_equal(np.bincount(Y[val]), np.full(10, 6))  # 20% of 30 per class
+    # the L2 choice cannot depend on test data: garbage test features and labels leave it unchanged
+    noise = np.random.default_rng(0).normal(size=xt.shape).astype(np.float32) * 100
+    r2 = pr.probe_once(X, Y, noise, np.zeros_like(yt.numpy()), fraction=0.5, seed=0)
+    assert (r2["l2"], r2["val_acc"]) == (r["l2"], r["val_acc"])
+
+
+def test_parse_fractions():
+    assert pr.parse_fractions("0.01,0.1,1.0") == (0.01, 0.1, 1.0)
+    for bad in ("0", "1.5", "a", ""):
+        with pytest.raises(pr.ConfigError):
+            pr.parse_fractions(bad)
+
+
+def test_cli_defaults_match_module_defaults():
+    opts = {p.name: p.default for p in cli.commands["probe"].params}
+    assert pr.parse_fractions(opts["fractions"]) == pr.FRACTIONS and opts["seeds"] == pr.SEEDS
+    assert opts["pool"] == fe.DEFAULT_POOL and opts["grid"] == fe.DEFAULT_GRID and opts["layers"] == fe.DEFAULT_LAYERS
+    fopts = {p.name: p.default for p in cli.commands["features"].params}
+    assert fopts["pool"] == fe.DEFAULT_POOL and fopts["batch_size"] == fe.DEFAULT_BATCH
+
+
+def test_cli_probe_checkpoint_with_baselines(tiny_run):
+    r = CliRunner().invoke(cli, ["probe", str(tiny_run), "--data", "fashion-mnist", "--limit", "200", "--seeds", "2",
+                                 "--label-fraction", "0.1,1.0", "--baseline", "pixels", "--baseline", "random-d", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert set(out["rows"]) == {"discriminator", "pixels", "random-d"} and out["n_train"] == 200 and out["n_test"] == 200
+    for row in out["rows"].values():
+        assert set(row["fractions"]) == {"0.1", "1"} and len(row["fractions"]["0.1"]["accs"]) == 2
+        assert all(0.0 <= a <= 1.0 for a in row["fractions"]["1"]["accs"])
+    assert out["rows"]["pixels"]["dim"] == 32 * 32 and out["rows"]["discriminator"]["dim"] == 4 * 2 * 8
+    table = pr.format_table(out)
+    assert "random-d" in table and "100% labels" in table
+
+
+def _export(tiny_run, tmp_path, split: str, n: int):
+    fs = fe.export(tiny_run, "fashion-mnist", split, limit=n, pool="avg")
+    return fe.save_features(fs, tmp_path / f"{split}.pt"), fs
+
+
+def test_cli_probe_feature_files_and_label_mismatch(tiny_run, tmp_path):
+    train_p, fs = _export(tiny_run, tmp_path, "train", 120)
+    test_p, _ = _export(tiny_run, tmp_path, "test", 60)
+    ok = CliRunner().invoke(cli, ["probe", str(train_p), "--test-features", str(test_p), "--data", "fashion-mnist",
+                                  "--label-fraction", "1.0", "--seeds", "1", "--json", "--quiet"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["rows"]["discriminator"]["checkpoint_sha256"] == fs["checkpoint_sha256"]
+    # labels that do not belong to the data: one clear line, exit code 2
+    fs["labels"] = fs["labels"].roll(1)
+    bad = fe.save_features(fs, tmp_path / "bad.pt")
+    r = CliRunner().invoke(cli, ["probe", str(bad), "--test-features", str(test_p), "--data", "fashion-mnist"])
+    assert r.exit_code == 2 and "does not match" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    # swapped splits are caught the same way
+    r = CliRunner().invoke(cli, ["probe", str(test_p), "--test-features", str(train_p), "--data", "fashion-mnist"])
+    assert r.exit_code == 2 and "does not match" in r.output
+    # a feature file without --test-features says what to do
+    r = CliRunner().invoke(cli, ["probe", str(train_p), "--data", "fashion-mnist"])
+    assert r.exit_code == 2 and "--test-features" in r.output
+
+
+def test_feature_file_rows_and_labels_disagree(tmp_path):
+    fs = fe.make_feature_file(torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), ["x"], [3], "avg", 1, "pixels", "fashion-mnist", "train")
+    fs["labels"] = torch.zeros(4, dtype=torch.long)
+    p = fe.save_features(fs, tmp_path / "f.pt")
+    with pytest.raises(pr.DataError, match="5 feature rows but 4 labels"):
+        fe.load_features(p)
+
+
+def test_probe_evaluator_restores_mode(tiny_run, fmnist_small):
+    from conftest import tiny_cfg
+
+    cfg = tiny_cfg("eval.probe_n=60")
+    D, _, _ = fe.load_discriminator(tiny_run)
+    D.train()
+    ev = pr.probe_evaluator(cfg, fmnist_small)
+    out = ev(SimpleNamespace(cfg=cfg, D=D, device=torch.device("cpu"), step=4))
+    assert set(out) == {"probe_acc"} and 0.0 <= out["probe_acc"] <= 1.0
+    assert D.training
+    assert ev(SimpleNamespace(cfg=cfg, D=D, device=torch.device("cpu"), step=4)) == out  # fixed subsets
+
+
+def test_probe_evaluator_without_labels_is_off(fmnist_small):
+    from conftest import tiny_cfg
+
+    unlabeled = ImageData(fmnist_small.images[:20], torch.full((20,), -1), "folder:x")
+    assert pr.probe_evaluator(tiny_cfg(), unlabeled)(SimpleNamespace()) == {}
+
+
+def test_trainer_logs_probe_acc(tmp_path, fmnist_small):
+    from conftest import tiny_cfg
+    from gan_ssl.train import train
+
+    cfg = tiny_cfg("eval.every=2", "eval.fid=false", "eval.probe_n=40", "train.steps=2")
+    train(cfg, tmp_path / "run", progress=False, data=fmnist_small)
+    evals = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"eval"' in ln]
+    assert evals and "probe_acc" in evals[-1]["eval"]
