@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n==> %s\n' "$*"; }
+quiet_pip() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }
 
 TORCH_PINS="torch==2.14.1 torchvision==0.29.1"   # pip on this Python 3.11 takes both from local disk
 PY=${PYTHON:-python3}
@@ -28,10 +29,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   say "installing $TORCH_PINS (first, so nothing else pulls a different torch)"
-  .venv/bin/pip install -q --disable-pip-version-check $TORCH_PINS
+  quiet_pip $TORCH_PINS
 else
   say "torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') present"
 fi
 say "installing gan_ssl (editable) with its test extra"
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+quiet_pip -e '.[test]'
 .venv/bin/python -c "import gan_ssl, torch, torch_fidelity, lpips, click; print('gan_ssl', gan_ssl.__version__, '| torch', torch.__version__)"
