@@ -120,6 +120,107 @@ def info(ckpt: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("input1")
+@click.argument("input2")
+@click.option("--features", default="fashion-mnist-cnn", help="Feature extractor: fashion-mnist-cnn, mnist-cnn (offline, "
+              "`gan-ssl evaluator train`) or inception (torch-fidelity's inception-v3-compat; needs its weights file).")
+@click.option("--kid", is_flag=True, help="Also KID (mean ± std over subsets).")
+@click.option("--prc", is_flag=True, help="Also precision/recall (INPUT1 = generated, INPUT2 = real).")
+@click.option("--isc", is_flag=True, help="Also the Inception Score of INPUT1 (with --features inception it is the standard ISC).")
+@click.option("--n", "n", type=click.IntRange(1), default=10000, help="Images sampled from a checkpoint input.")
+@click.option("--batch-size", type=click.IntRange(1), default=256)
+@click.option("--seed", type=click.IntRange(0), default=0, help="Latent seed for checkpoint inputs.")
+@click.option("--kid-subset-size", type=click.IntRange(2), default=1000, help="KID subset size; each input needs this many images.")
+@click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
+              help="Inception weights file [default: $GAN_SSL_INCEPTION_WEIGHTS, else torch-fidelity's cache].")
+@click.option("--device", default="cpu", help="cpu or cuda (feature extraction and sampling).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write torch-fidelity's statistics cache.")
+@click.option("--quiet", is_flag=True, help="No torch-fidelity progress on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def fid(input1: str, input2: str, features: str, kid: bool, prc: bool, isc: bool, n: int, batch_size: int, seed: int,
+        kid_subset_size: int, inception_weights: str | None, device: str, no_cache: bool, quiet: bool, as_json: bool) -> None:
+    """FID (and KID, precision/recall, ISC) between INPUT1 and INPUT2, computed by torch-fidelity.
+
+    An INPUT is an image folder, an .npy of uint8 images, a dataset spec (fashion-mnist:test,
+    folder:PATH) or a checkpoint (.pt or run folder; N EMA samples). Every number is labelled with
+    its extractor: fid[fashion-mnist-cnn] and fid[inception] are different metrics.
+
+    \b
+    Examples:
+      gan-ssl fid runs/ssgan fashion-mnist:test
+      gan-ssl fid samples.npy fashion-mnist:test --kid --prc --json
+      gan-ssl fid fashion-mnist:train fashion-mnist:test
+      gan-ssl fid runs/ssgan fashion-mnist:test --features inception --inception-weights weights-inception-2015-12-05-6726825d.pth
+    """
+    from gan_ssl import metrics
+
+    r = metrics.compute(input1, input2, features=features, fid=True, kid=kid, prc=prc, isc=isc, n=n, seed=seed,
+                        batch_size=batch_size, device=device, kid_subset_size=kid_subset_size,
+                        inception_weights=inception_weights, cache=not no_cache, verbose=not quiet)
+    _emit(r, as_json, metrics.format_result)
+
+
+@cli.group()
+def evaluator() -> None:
+    """Offline FID feature extractors: a small CNN trained on the dataset itself."""
+
+
+@evaluator.command("train")
+@click.option("--data", type=click.Choice(["fashion-mnist", "mnist"]), default="fashion-mnist", help="Dataset to train on.")
+@click.option("--epochs", type=click.IntRange(1), default=4)
+@click.option("--batch-size", type=click.IntRange(2), default=128)
+@click.option("--width", type=click.IntRange(1), default=16, help="Channels of the first conv block (then 2x, 4x).")
+@click.option("--feature-dim", type=click.IntRange(1), default=128, help="Size of the feature layer FID uses.")
+@click.option("--seed", type=click.IntRange(0), default=0)
+@click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N train and test images (0 = all).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file [default: $GAN_SSL_HOME/evaluators/<data>-cnn.pt].")
+@click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0 = torch's default).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluator_train(data: str, epochs: int, batch_size: int, width: int, feature_dim: int, seed: int, limit: int, out: str | None,
+                    threads: int, quiet: bool, as_json: bool) -> None:
+    """Train the CNN feature extractor used by `gan-ssl fid --features <data>-cnn`.
+
+    \b
+    Examples:
+      gan-ssl evaluator train --data fashion-mnist
+      GAN_SSL_HOME=/data/cache gan-ssl evaluator train --data mnist --epochs 2
+    """
+    import torch
+
+    from gan_ssl import evaluator as ev
+
+    if threads:
+        torch.set_num_threads(threads)
+    r = ev.train_evaluator(data, epochs, batch_size, width=width, feature_dim=feature_dim, seed=seed, limit=limit, out=out, progress=not quiet)
+
+    def text(r: dict[str, Any]) -> str:
+        lines = [f"{r['name']}: test accuracy {r['test_accuracy']:.2%} on {r['n_test']} images, trained in {r['train_seconds']:.0f} s "
+                 f"({r['epochs']} epochs on {r['n_train']} images, {r['threads']} threads)", f"saved:  {r['path']}", f"sha256: {r['sha256']}"]
+        if r["meets_target"] is False:
+            lines.append(f"warning: below the {ev.TARGET_ACCURACY:.0%} target; train longer (--epochs) before trusting its FID")
+        return "\n".join(lines)
+
+    _emit(r, as_json, text)
+
+
+@evaluator.command("info")
+@click.option("--features", default="fashion-mnist-cnn", help="Extractor name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluator_info(features: str, as_json: bool) -> None:
+    """Where a trained extractor lives, its test accuracy and content hash.
+
+    \b
+    Example:
+      gan-ssl evaluator info --features fashion-mnist-cnn
+    """
+    from gan_ssl import metrics
+
+    e = metrics.resolve_extractor(features, download=False).describe()
+    _emit(e, as_json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+
+
+@cli.command()
 @click.argument("ckpt", type=click.Path())
 @click.option("--data", "spec", required=True, help="Dataset spec: fashion-mnist, mnist, cifar10, folder:PATH.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train")
