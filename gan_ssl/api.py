@@ -106,3 +106,14 @@ def info(path: str | Path) -> dict[str, Any]:
         "torch": run.raw.get("meta", {}).get("torch"),
         "config": run.cfg.to_dict(),
     }
+
+
+def last_eval(run_dir: str | Path) -> dict[str, Any]:
+    """The last in-training evaluation ({"step": ..., "eval": {...}}) logged in a run's metrics.jsonl, or {}."""
+    import json
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    evals = [r for r in map(json.loads, path.read_text().splitlines()) if "eval" in r]
+    return evals[-1] if evals else {}

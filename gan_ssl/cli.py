@@ -69,6 +69,11 @@ def train(config: str, overrides: tuple[str, ...], out_dir: str | None, resume: 
     click.echo(f"samples:    {out / 'samples'}")
     click.echo(f"checkpoint: {last}")
     click.echo(f"metrics:    {out / 'metrics.jsonl'}")
+    from gan_ssl.api import last_eval
+
+    ev = last_eval(out)
+    if ev:
+        click.echo(f"eval at step {ev['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in ev["eval"].items()))
 
 
 @cli.command()
