@@ -35,9 +35,8 @@ class LoadedRun:
     raw: dict[str, Any]
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load a checkpoint (or a run folder) and rebuild its EMA generator, discriminator and aux heads."""
-    ck = ckpt_io.load(path)
+def rebuild(ck: dict[str, Any], path: str | Path) -> tuple[Config, Generator, Discriminator, nn.ModuleDict]:
+    """Untrained (G, D, aux heads) of the architecture a loaded checkpoint `ck` describes, with its config."""
     try:
         cfg = from_dict(ck["config"])
     except (KeyError, ValueError) as e:
@@ -45,6 +44,13 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     with torch.random.fork_rng(devices=[]):  # init values are overwritten; keep the caller's RNG untouched
         G, D = build_models(cfg)
         aux = build_aux_tasks(cfg.aux, D)
+    return cfg, G, D, aux
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a checkpoint (or a run folder) and rebuild its EMA generator, discriminator and aux heads."""
+    ck = ckpt_io.load(path)
+    cfg, G, D, aux = rebuild(ck, path)
     try:
         G.load_state_dict(ck["models"]["G_ema"])
         D.load_state_dict(ck["models"]["D"])

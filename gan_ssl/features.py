@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from gan_ssl import checkpoint as ckpt_io
-from gan_ssl.config import Config, from_dict
+from gan_ssl.api import rebuild
+from gan_ssl.config import Config
 from gan_ssl.data import ImageData, load_images, to_float
 from gan_ssl.errors import CheckpointError, ConfigError, DataError
 from gan_ssl.models import build_models
@@ -59,12 +60,7 @@ def load_discriminator(path: str | Path, device: str | torch.device = "cpu") -> 
         have = ", ".join(sorted(models)) if isinstance(models, dict) else "none"
         raise CheckpointError(f"checkpoint {path} holds no discriminator (models: {have}); "
                               "features and probes need a checkpoint written by `gan-ssl train`")
-    try:
-        cfg = from_dict(ck["config"])
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} has no usable config: {e}") from None
-    with torch.random.fork_rng(devices=[]):  # init values are overwritten; keep the caller's RNG untouched
-        _, D = build_models(cfg)
+    cfg, _, D, _ = rebuild(ck, path)
     try:
         D.load_state_dict(models["D"])
     except RuntimeError as e:
