@@ -114,7 +114,8 @@ def load_state_dict(st: TrainState, ck: dict[str, Any]) -> None:
         st.aux.load_state_dict(ck["models"]["aux"])
         st.opt_g.load_state_dict(ck["optim"]["G"])
         st.opt_d.load_state_dict(ck["optim"]["D"])
-        st.scaler.load_state_dict(ck["scaler"]) if ck["scaler"] else None
+        if ck["scaler"]:  # empty when the scaler is disabled (CPU or no AMP)
+            st.scaler.load_state_dict(ck["scaler"])
     except (KeyError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"checkpoint does not match the configured models: {str(e).splitlines()[0][:300]}") from None
     st.sampler.load_state_dict(ck["sampler"])
