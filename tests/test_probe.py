@@ -39,6 +39,17 @@ def test_random_labels_give_chance():
     assert 0.06 < acc < 0.14
 
 
+def test_warm_start_reaches_the_cold_optimum():
+    # logistic regression is convex: starting from another L2 strength's weights must land on the same model
+    x, y = _blobs(1500, 0, sep=1.5)  # overlapping classes, so the L2 strength matters
+    X, Y = x.numpy(), y.numpy()
+    cold = pr._fit(X, Y, 1e-4)
+    warm = pr._fit(X, Y, 1e-4, init=pr._fit(X, Y, 1e-1))
+    assert (cold.predict(X) == warm.predict(X)).mean() >= 0.99
+    np.testing.assert_allclose(warm[-1].coef_, cold[-1].coef_, atol=0.05 * np.abs(cold[-1].coef_).max())
+    assert warm[-1].n_iter_[0] < cold[-1].n_iter_[0]  # and it gets there in fewer lbfgs steps
+
+
 def test_stratified_subset_is_seeded_and_stratified():
     labels = np.repeat(np.arange(10), [100, 200, 100, 100, 100, 100, 100, 100, 100, 300])
     a = pr.stratified_subset(labels, 0.1, seed=0)
