@@ -1,7 +1,8 @@
 """SSGAN's representation claim at small scale on Fashion-MNIST: four setups, one budget, one table.
 
-    python tools/bench_ssgan_claim.py                       # full budget (the configs' train.steps)
-    python tools/bench_ssgan_claim.py --steps 200 --probe-limit 5000 --seeds 1   # a quick smoke run
+    python tools/bench_ssgan_claim.py --threads 2           # full budget (the configs' train.steps), global and 4x4 pooling
+    python tools/bench_ssgan_claim.py --train-seeds 0,1     # two training runs per setup, averaged
+    python tools/bench_ssgan_claim.py --steps 200 --probe-limit 5000 --seeds 1 --grids 1   # a quick smoke run
 
 Setups (same seed, steps and data): `sngan` (configs/sngan_fmnist.yaml), `ssgan` (configs/ssgan_fmnist.yaml),
 `rotation-only` (the SSGAN config with loss.d_adv_weight=0: D learns rotation alone; G still gets alpha * rotation
@@ -9,7 +10,12 @@ loss and no adversarial signal), `random-d` (the SSGAN architecture, random init
 FID of the EMA generator against the test split (gan_ssl.metrics, where there is a trained generator) and the
 linear probe of D at 1%, 10% and 100% labels (gan_ssl.probe); raw-pixel logistic regression is the reference row.
 
-Runs go to --out/<setup>/ and are reused when they already reached the budget; probe and FID results are cached
+Probes run once per pooling grid in --grids: 1 is the issue's protocol (each block pooled globally, 256 dims at
+width 32); 4 keeps a 4x4 layout per block (4,096 dims), the usual linear-evaluation protocol for conv features
+(pool each map to a fixed small grid, e.g. Goyal et al. 2019). Both are reported; random-d gets the same pooling.
+With several --train-seeds, FID is the mean over runs and probe cells pool every (run, probe seed) accuracy.
+
+Runs go to --out/steps<S>_seed<k>/<setup>/ and are reused when they already reached the budget; probe and FID results are cached
 there as JSON, so an interrupted benchmark continues where it stopped. Prints one table, then the JSON.
 Targets (Chen et al. 2019, scaled down): SSGAN probe at 100% labels >= 90%; SSGAN FID <= SN-GAN FID and SSGAN
 probe >= SN-GAN probe at equal budget.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,7 @@ import torch
 from gan_ssl import features as fe
 from gan_ssl.config import Config, resolve
 from gan_ssl.errors import GanSslError
-from gan_ssl.probe import FRACTIONS, run_probe
+from gan_ssl.probe import FRACTIONS, L2_GRID, run_probe
 
 SETUPS: dict[str, tuple[str, list[str]]] = {
     "sngan": ("configs/sngan_fmnist.yaml", []),
@@ -76,12 +83,12 @@ def fid_of(ckpt: Path, n: int, device: str) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=0, help="G steps per trained setup [default: the configs' train.steps]")
-    ap.add_argument("--seed", type=int, default=0, help="training seed, the same for every setup")
+    ap.add_argument("--train-seeds", default="0", help="comma-separated training seeds, the same for every setup")
     ap.add_argument("--seeds", type=int, default=3, help="probe seeds (label subsets) per fraction")
     ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
     ap.add_argument("--probe-limit", type=int, default=0, help="use the first N train and test images for probes (0 = all)")
     ap.add_argument("--fid-n", type=int, default=10000, help="EMA samples per FID")
-    ap.add_argument("--grid", type=int, default=fe.DEFAULT_GRID, help="feature pooling grid (1 = global)")
+    ap.add_argument("--grids", default="1,4", help="comma-separated feature pooling grids (1 = global)")
     ap.add_argument("--setups", default=",".join(SETUPS), help="comma-separated subset of: " + ", ".join(SETUPS))
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override for every setup")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves the other core to others)")
@@ -92,45 +99,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     fractions = tuple(float(f) for f in args.fractions.split(","))
     names = [s.strip() for s in args.setups.split(",") if s.strip()]
-    tag = f"steps{args.steps or 'cfg'}_seed{args.seed}"
-    probe_tag = f"probe_l{args.probe_limit}_s{args.seeds}_g{args.grid}_f{args.fractions}"
+    seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
+    grids = [int(g) for g in args.grids.split(",") if g.strip()]
+    tags = {g: f"probe_l{args.probe_limit}_s{args.seeds}_g{g}_f{args.fractions}_L2x{len(L2_GRID)}" for g in grids}  # a new L2 grid re-probes
 
-    results: dict[str, Any] = {"commands": {}, "setups": {}}
+    results: dict[str, Any] = {"commands": {}, "grids": grids, "train_seeds": seeds, "runs": {}, "setups": {}}
     data: dict[str, Any] = {}
     for name in names:
-        preset, extra = SETUPS[name]
-        over = [f"seed={args.seed}", "eval.every=0", f"train.threads={args.threads}", *extra, *args.overrides]
-        over += [f"train.steps={args.steps}"] if args.steps else []
-        cfg = resolve(preset, over)
-        out = args.out / tag / name
-        results["commands"][name] = f"gan-ssl train {preset} --out {out} " + " ".join(f"--set {o}" for o in over)
-        if not data:
-            data["train"] = fe.load_data(cfg, "fashion-mnist", "train", args.probe_limit)
-            data["test"] = fe.load_data(cfg, "fashion-mnist", "test", args.probe_limit)
-        row: dict[str, Any] = {"steps": 0 if name == "random-d" else cfg.train.steps}
-        if name == "random-d":
-            D = fe.random_discriminator(cfg, seed=args.seed)
-            row["fid"] = {"fid": None, "note": "no generator"}
-        else:
-            ckpt = train_setup(name, cfg, out, not args.quiet)
-            D, _, _ = fe.load_discriminator(ckpt)
-            sec = out / "train_seconds.json"
-            row["train_seconds"] = json.loads(sec.read_text())["seconds"] if sec.is_file() else None
-
-        def do_probe() -> dict[str, Any]:
-            a, _, _ = fe.discriminator_features(D, data["train"], None, fe.DEFAULT_POOL, args.grid, progress=not args.quiet)
-            b, _, _ = fe.discriminator_features(D, data["test"], None, fe.DEFAULT_POOL, args.grid, progress=not args.quiet)
-            return run_probe(a, data["train"].labels, b, data["test"].labels, fractions, args.seeds, not args.quiet)
-
-        row["probe"] = _cached(out / f"{probe_tag}.json", do_probe)
-        if name != "random-d":
-            row["fid"] = _cached(out / f"fid_n{args.fid_n}.json", lambda: fid_of(ckpt, args.fid_n, "cpu"))
-            if row["fid"]["fid"] is None:  # do not keep a failure in the cache: retry next time
-                (out / f"fid_n{args.fid_n}.json").unlink()
-        results["setups"][name] = row
-        print(f"[{name}] done: {json.dumps({k: v for k, v in row.items() if k != 'probe'})}", flush=True)
+        runs = [run_setup(name, seed, args, data, tags, results["commands"]) for seed in seeds]
+        results["runs"][name] = runs
+        results["setups"][name] = aggregate(runs, grids)
+        print(f"[{name}] done: fid {results['setups'][name]['fid']}", flush=True)
     if not args.no_pixels and data:
-        results["pixels"] = _cached(args.out / f"pixels_{probe_tag}.json", lambda: run_probe(
+        results["pixels"] = _cached(args.out / f"pixels_{tags[grids[0]].replace(f'_g{grids[0]}', '')}.json", lambda: run_probe(
             fe.pixel_features(data["train"]), data["train"].labels, fe.pixel_features(data["test"]), data["test"].labels,
             fractions, args.seeds, not args.quiet))
     results["checks"] = checks(results)
@@ -138,39 +119,97 @@ def main() -> None:
     print(json.dumps(results, indent=2))
 
 
-def _acc(row: dict[str, Any], f: str) -> float | None:
-    c = row["probe"]["fractions"].get(f) if "probe" in row else row["fractions"].get(f)
+def run_setup(name: str, seed: int, args: argparse.Namespace, data: dict[str, Any], tags: dict[int, str],
+              commands: dict[str, str]) -> dict[str, Any]:
+    """Train (or reuse) one setup at one training seed; probe its D at every grid and take its FID (cached)."""
+    preset, extra = SETUPS[name]
+    over = [f"seed={seed}", "eval.every=0", f"train.threads={args.threads}", *extra, *args.overrides]
+    over += [f"train.steps={args.steps}"] if args.steps else []
+    cfg = resolve(preset, over)
+    out = args.out / f"steps{args.steps or 'cfg'}_seed{seed}" / name
+    commands[f"{name}@seed{seed}"] = f"gan-ssl train {preset} --out {out} " + " ".join(f"--set {o}" for o in over)
+    if not data:
+        data["train"] = fe.load_data(cfg, "fashion-mnist", "train", args.probe_limit)
+        data["test"] = fe.load_data(cfg, "fashion-mnist", "test", args.probe_limit)
+    row: dict[str, Any] = {"seed": seed, "steps": 0 if name == "random-d" else cfg.train.steps, "probe": {}}
+    if name == "random-d":
+        D = fe.random_discriminator(cfg, seed=seed)
+        row["fid"] = {"fid": None, "note": "no generator"}
+    else:
+        ckpt = train_setup(name, cfg, out, not args.quiet)
+        D, _, _ = fe.load_discriminator(ckpt)
+        sec = out / "train_seconds.json"
+        row["train_seconds"] = json.loads(sec.read_text())["seconds"] if sec.is_file() else None
+    fractions = tuple(float(f) for f in args.fractions.split(","))
+    for grid, tag in tags.items():
+        def do_probe(grid: int = grid) -> dict[str, Any]:
+            a, _, _ = fe.discriminator_features(D, data["train"], None, fe.DEFAULT_POOL, grid, progress=not args.quiet)
+            b, _, _ = fe.discriminator_features(D, data["test"], None, fe.DEFAULT_POOL, grid, progress=not args.quiet)
+            return run_probe(a, data["train"].labels, b, data["test"].labels, fractions, args.seeds, not args.quiet)
+
+        row["probe"][str(grid)] = _cached(out / f"{tag}.json", do_probe)
+    if name != "random-d":
+        row["fid"] = _cached(out / f"fid_n{args.fid_n}.json", lambda: fid_of(ckpt, args.fid_n, "cpu"))
+        if row["fid"]["fid"] is None:  # do not keep a failure in the cache: retry next time
+            (out / f"fid_n{args.fid_n}.json").unlink()
+    return row
+
+
+def aggregate(runs: list[dict[str, Any]], grids: list[int]) -> dict[str, Any]:
+    """One row per setup: FID mean/std over training runs; per grid and fraction, mean/std over all probe accuracies."""
+    fids = [r["fid"]["fid"] for r in runs if r["fid"]["fid"] is not None]
+    note = next((r["fid"]["note"] for r in runs if r["fid"].get("note")), None)
+    fid = {"fid": float(statistics.mean(fids)) if fids else None, "std": float(statistics.stdev(fids)) if len(fids) > 1 else 0.0,
+           "runs": fids, **({"note": note} if note else {})}
+    probe: dict[str, Any] = {}
+    for g in grids:
+        fr: dict[str, Any] = {}
+        for f in runs[0]["probe"][str(g)]["fractions"]:
+            accs = [a for r in runs for a in r["probe"][str(g)]["fractions"][f]["accs"]]
+            fr[f] = {"mean": float(statistics.mean(accs)), "std": float(statistics.stdev(accs)) if len(accs) > 1 else 0.0, "accs": accs}
+        probe[str(g)] = {"dim": runs[0]["probe"][str(g)]["dim"], "fractions": fr}
+    return {"steps": runs[0]["steps"], "fid": fid, "probe": probe}
+
+
+def _acc(probe: dict[str, Any], f: str) -> float | None:
+    c = probe["fractions"].get(f)
     return None if c is None else c["mean"]
 
 
 def checks(r: dict[str, Any]) -> dict[str, Any]:
-    """The paper's claims as pass/miss lines (None when a needed number is missing)."""
+    """The paper's claims as pass/miss lines per pooling grid (None when a needed number is missing)."""
     s = r["setups"]
     out: dict[str, Any] = {}
-    if "ssgan" in s:
-        a = _acc(s["ssgan"], "1")
-        out["ssgan_probe_100pct_ge_0.90"] = None if a is None else a >= TARGET_PROBE
     if "ssgan" in s and "sngan" in s:
         fa, fb = s["ssgan"]["fid"]["fid"], s["sngan"]["fid"]["fid"]
         out["ssgan_fid_le_sngan"] = None if fa is None or fb is None else fa <= fb
-        for f in s["ssgan"]["probe"]["fractions"]:
-            out[f"ssgan_probe_ge_sngan@{f}"] = _acc(s["ssgan"], f) >= _acc(s["sngan"], f)
+    for g in r["grids"]:
+        if "ssgan" in s:
+            a = _acc(s["ssgan"]["probe"][str(g)], "1")
+            out[f"grid{g}: ssgan_probe_100pct_ge_0.90"] = None if a is None else a >= TARGET_PROBE
+        if "ssgan" in s and "sngan" in s:
+            for f in s["ssgan"]["probe"][str(g)]["fractions"]:
+                out[f"grid{g}: ssgan_probe_ge_sngan@{f}"] = _acc(s["ssgan"]["probe"][str(g)], f) >= _acc(s["sngan"]["probe"][str(g)], f)
     return out
 
 
 def table(r: dict[str, Any], fractions: tuple[float, ...]) -> str:
     keys = [f"{f:g}" for f in fractions]
-    head = f"{'setup':<15}{'steps':>6}{'FID':>9}" + "".join(f"{f'probe@{float(k):.0%}':>17}" for k in keys)
-    lines = [head]
+    n = len(r["train_seeds"])
+    lines = [f"{n} training run(s) per setup (seeds {', '.join(map(str, r['train_seeds']))}); test top-1 in %, mean ± std"]
 
     def cells(fr: dict[str, Any]) -> str:
         return "".join(f"{100 * fr[k]['mean']:>10.2f} ± {100 * fr[k]['std']:<4.2f}" for k in keys)
 
-    for name, row in r["setups"].items():
-        fid = row["fid"]["fid"]
-        lines.append(f"{name:<15}{row['steps']:>6}{'n/a' if fid is None else f'{fid:.2f}':>9}" + cells(row["probe"]["fractions"]))
-    if "pixels" in r:
-        lines.append(f"{'pixels':<15}{'-':>6}{'-':>9}" + cells(r["pixels"]["fractions"]))
+    for g in r["grids"]:
+        lines.append(f"pooling: {'global' if g == 1 else f'{g}x{g} grid'} (avg+max per block)")
+        lines.append(f"{'setup':<15}{'steps':>6}{'FID':>9}{'dim':>6}" + "".join(f"{f'probe@{float(k):.0%}':>17}" for k in keys))
+        for name, row in r["setups"].items():
+            fid = row["fid"]["fid"]
+            p = row["probe"][str(g)]
+            lines.append(f"{name:<15}{row['steps']:>6}{'n/a' if fid is None else f'{fid:.2f}':>9}{p['dim']:>6}" + cells(p["fractions"]))
+        if "pixels" in r:
+            lines.append(f"{'pixels':<15}{'-':>6}{'-':>9}{r['pixels']['dim']:>6}" + cells(r["pixels"]["fractions"]))
     notes = {row["fid"]["note"] for row in r["setups"].values() if row["fid"].get("note") and row["fid"]["note"] != "no generator"}
     lines += [f"note: {n}" for n in sorted(notes)]
     lines += [f"check {k}: {'PASS' if v else ('n/a' if v is None else 'MISS')}" for k, v in r["checks"].items()]
