@@ -50,6 +50,26 @@ def test_warm_start_reaches_the_cold_optimum():
     assert warm[-1].n_iter_[0] < cold[-1].n_iter_[0]  # and it gets there in fewer lbfgs steps
 
 
+def test_probe_walks_the_l2_grid_strong_to_weak_warm_started(monkeypatch):
+    calls = []
+    real_fit = pr._fit
+
+    def spy(X, y, l2, init=None):
+        calls.append((len(y), l2, init is not None))
+        return real_fit(X, y, l2, init)
+
+    monkeypatch.setattr(pr, "_fit", spy)
+    x, y = _blobs(600, 0, sep=1.0)
+    r = pr.probe_once(x.numpy(), y.numpy(), x.numpy(), y.numpy(), fraction=1.0, seed=0)
+    grid = sorted(pr.L2_GRID, reverse=True)
+    assert [c[1] for c in calls[:-1]] == grid  # every strength, strongest first
+    assert [c[2] for c in calls] == [False] + [True] * len(grid)  # each later fit, and the refit, start warm
+    assert calls[-1] == (600, r["l2"], True)  # the refit uses the whole labelled subset at the chosen strength
+    calls.clear()
+    pr.probe_once(x.numpy(), y.numpy(), x.numpy(), y.numpy(), fraction=1.0, seed=0, warm_start=False)
+    assert not any(c[2] for c in calls)
+
+
 def test_stratified_subset_is_seeded_and_stratified():
     labels = np.repeat(np.arange(10), [100, 200, 100, 100, 100, 100, 100, 100, 100, 300])
     a = pr.stratified_subset(labels, 0.1, seed=0)

@@ -52,7 +52,7 @@ def main() -> None:
             acc[mode] = r["acc"]
     w, c = statistics.median(secs["warm"]), statistics.median(secs["cold"])
     print(json.dumps({"source": args.source, "grid": args.grid, "dim": int(X.shape[1]), "fraction": args.fraction,
-                      "n_labels": int(round(args.fraction * len(y))), "threads": args.threads,
+                      "n_labels": r["n_labels"], "threads": args.threads,
                       "warm_s": round(w, 1), "cold_s": round(c, 1), "speedup": round(c / w, 2),
                       "acc_warm": round(acc["warm"], 4), "acc_cold": round(acc["cold"], 4)}))
 

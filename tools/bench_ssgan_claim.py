@@ -101,7 +101,7 @@ def main() -> None:
     names = [s.strip() for s in args.setups.split(",") if s.strip()]
     seeds = [int(s) for s in args.train_seeds.split(",") if s.strip()]
     grids = [int(g) for g in args.grids.split(",") if g.strip()]
-    tags = {g: f"probe_l{args.probe_limit}_s{args.seeds}_g{g}_f{args.fractions}_L2x{len(L2_GRID)}" for g in grids}  # a new L2 grid re-probes
+    tags = {g: _probe_tag(args, g) for g in grids}
 
     results: dict[str, Any] = {"commands": {}, "grids": grids, "train_seeds": seeds, "runs": {}, "setups": {}}
     data: dict[str, Any] = {}
@@ -111,12 +111,18 @@ def main() -> None:
         results["setups"][name] = aggregate(runs, grids)
         print(f"[{name}] done: fid {results['setups'][name]['fid']}", flush=True)
     if not args.no_pixels and data:
-        results["pixels"] = _cached(args.out / f"pixels_{tags[grids[0]].replace(f'_g{grids[0]}', '')}.json", lambda: run_probe(
+        results["pixels"] = _cached(args.out / f"pixels_{_probe_tag(args)}.json", lambda: run_probe(
             fe.pixel_features(data["train"]), data["train"].labels, fe.pixel_features(data["test"]), data["test"].labels,
             fractions, args.seeds, not args.quiet))
     results["checks"] = checks(results)
     print(table(results, fractions))
     print(json.dumps(results, indent=2))
+
+
+def _probe_tag(args: argparse.Namespace, grid: int | None = None) -> str:
+    """Cache-file stem of a probe result: everything that changes it (a new L2 grid re-probes)."""
+    g = "" if grid is None else f"_g{grid}"
+    return f"probe_l{args.probe_limit}_s{args.seeds}{g}_f{args.fractions}_L2x{len(L2_GRID)}"
 
 
 def run_setup(name: str, seed: int, args: argparse.Namespace, data: dict[str, Any], tags: dict[int, str],
