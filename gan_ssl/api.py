@@ -1,84 +1,69 @@
-"""Python API over checkpoints: rebuild models, sample images, describe a run.
+"""Python API over checkpoints: rebuild a family for inference, sample images, describe a run.
 
     >>> from gan_ssl import api
-    >>> imgs = api.sample("runs/ssgan/checkpoints/latest.pt", n=16, seed=0)  # uint8 [16, 1, 32, 32]
+    >>> b = api.load("runs/ssgan")                                    # a Bundle (any family)
+    >>> imgs = api.sample("runs/ssgan/checkpoints/latest.pt", n=16)    # uint8 [16, 1, 32, 32]
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from gan_ssl import checkpoint as ckpt_io
-from gan_ssl.aux import build_aux_tasks
+from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, from_dict
-from gan_ssl.data import to_uint8
-from gan_ssl.errors import CheckpointError, DataError
-from gan_ssl.models import build_models
-from gan_ssl.models.base import Discriminator, Generator
+from gan_ssl.errors import CheckpointError
+from gan_ssl.families import FAMILIES, Family
 
 
-@dataclass
-class LoadedRun:
-    """Models rebuilt from a checkpoint, in eval mode, on `device`."""
-
-    cfg: Config
-    G_ema: Generator
-    D: Discriminator
-    aux: nn.ModuleDict
-    step: int
-    path: Path
-    raw: dict[str, Any]
+def checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint path, or a run folder's checkpoints/latest.pt."""
+    p = Path(path)
+    return p / "checkpoints" / "latest.pt" if p.is_dir() else p
 
 
-def rebuild(ck: dict[str, Any], path: str | Path) -> tuple[Config, Generator, Discriminator, nn.ModuleDict]:
-    """Untrained (G, D, aux heads) of the architecture a loaded checkpoint `ck` describes, with its config."""
+def config_of(ck: dict[str, Any], path: str | Path = "") -> Config:
+    """The resolved config embedded in a loaded checkpoint."""
     try:
-        cfg = from_dict(ck["config"])
+        return from_dict(ck["config"])
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has no usable config: {e}") from None
-    with torch.random.fork_rng(devices=[]):  # init values are overwritten; keep the caller's RNG untouched
-        G, D = build_models(cfg)
-        aux = build_aux_tasks(cfg.aux, D)
-    return cfg, G, D, aux
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load a checkpoint (or a run folder) and rebuild its EMA generator, discriminator and aux heads."""
+def build_family(cfg: Config, device: str | torch.device = "cpu", seed: int | None = None) -> Family:
+    """A family of `cfg` for inference (no optimizers), on `device`. Init draws use `seed` (or a private
+    stream) and leave the caller's RNG untouched."""
+    from gan_ssl.train import resolve_device
+
+    dev = resolve_device(str(device))
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return FAMILIES[cfg.family](cfg, dev, training=False)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Load a checkpoint (or a run folder) of any family as a Bundle: networks and EMAs in eval mode, frozen."""
+    from gan_ssl.train import load_family_weights
+
     ck = ckpt_io.load(path)
-    cfg, G, D, aux = rebuild(ck, path)
+    fam = build_family(config_of(ck, path), device)
     try:
-        G.load_state_dict(ck["models"]["G_ema"])
-        D.load_state_dict(ck["models"]["D"])
-        aux.load_state_dict(ck["models"]["aux"])
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path} does not match its own config: {str(e).splitlines()[0][:300]}") from None
-    dev = torch.device(device)
-    for m in (G, D, aux):
-        m.to(dev).eval().requires_grad_(False)
-    p = Path(path)
-    return LoadedRun(cfg, G, D, aux, int(ck["step"]), p if p.is_file() else p / "checkpoints" / "latest.pt", ck)
+        load_family_weights(fam, ck)
+    except CheckpointError as e:
+        raise CheckpointError(f"{checkpoint_file(path)}: {e}") from None
+    for net in [*fam.nets.values(), *(e.module for _, e in fam.emas.values())]:
+        net.eval().requires_grad_(False)
+    return Bundle(fam, int(ck["step"]), checkpoint_file(path), ck)
 
 
-@torch.no_grad()
-def generate(G: Generator, n: int, seed: int = 0, batch_size: int = 256, device: str | torch.device = "cpu") -> torch.Tensor:
-    """n images from G as uint8 [n, C, H, W]; the same seed gives the same images on any batch size."""
-    if n < 1:
-        raise DataError(f"number of images must be at least 1, got {n}")
-    g = torch.Generator().manual_seed(seed)
-    z = G.sample_z(n, g)  # drawn at once so batching does not change the latents
-    out = [to_uint8(G(z[i : i + batch_size].to(device))).cpu() for i in range(0, n, batch_size)]
-    return torch.cat(out)
-
-
-def sample(path: str | Path, n: int, seed: int = 0, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
+def sample(path: str | Path, n: int, seed: int = 0, batch_size: int = 256, device: str = "cpu", **options: Any) -> torch.Tensor:
     """Sample n images from a checkpoint's EMA generator: uint8 [n, C, H, W]."""
-    run = load_run(path, device)
-    return generate(run.G_ema, n, seed, batch_size, device)
+    return load(path, device).sample(n, seed, batch_size, **options)
 
 
 def save_images(images: torch.Tensor, out: str | Path) -> Path:
@@ -99,25 +84,33 @@ def save_images(images: torch.Tensor, out: str | Path) -> Path:
 
 
 def info(path: str | Path) -> dict[str, Any]:
-    """Model, step, config and parameter counts of a checkpoint."""
-    run = load_run(path)
+    """Family, model, step, phase counters, parameter counts and config of a checkpoint."""
+    b = load(path)
+    fam, raw = b.family, b.raw
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {
-        "checkpoint": str(run.path),
-        "model": run.cfg.model.name,
-        "step": run.step,
-        "params": {"G": count(run.G_ema), "D": count(run.D), "aux": count(run.aux)},
-        "aux_tasks": list(run.aux.keys()),
-        "best": run.raw.get("best", {}),
-        "torch": run.raw.get("meta", {}).get("torch"),
-        "config": run.cfg.to_dict(),
+        "checkpoint": str(b.path),
+        "family": b.cfg.family,
+        "model": b.cfg.model.name,
+        "step": b.step,
+        "images": int(raw.get("images", 0)),
+        "counters": raw.get("counters", {}),
+        "minutes": round(float(raw.get("elapsed", 0.0)) / 60, 2),
+        "params": {name: count(m) for name, m in fam.nets.items()},
+        "emas": list(fam.emas),
+        "representations": list(fam.representations),
+        "schedule": raw.get("sched", {}),
+        **fam.describe(),
+        "best": raw.get("best", {}),
+        "format_version": int(raw.get("version", 0)),
+        "migrated_from": raw.get("meta", {}).get("migrated_from"),
+        "torch": raw.get("meta", {}).get("torch"),
+        "config": b.cfg.to_dict(),
     }
 
 
 def last_eval(run_dir: str | Path) -> dict[str, Any]:
     """The last in-training evaluation ({"step": ..., "eval": {...}}) logged in a run's metrics.jsonl, or {}."""
-    import json
-
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return {}

@@ -1,8 +1,12 @@
-"""Checkpoints: atomic writes, safe loads (`weights_only=True`), and a format tag to reject foreign files.
+"""Checkpoints: atomic writes, safe loads (`weights_only=True`), a format tag to reject foreign files,
+and migration of older formats on read.
 
-A checkpoint is a dict of tensors, numbers, strings, lists and dicts only:
-    format, version, config (resolved, as a dict), step, models {G, D, G_ema, aux},
-    optim {G, D}, scaler, sampler {epoch, pos}, rng {torch, cuda}, fixed_z, meta {...}
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only. Version 2, keyed by name:
+    format, version, family, config (resolved, as a dict), step, images, counters {phase: runs}, elapsed,
+    nets {name: state}, emas {name: state}, optims {name: state}, buffers {name: tensor}, extra, sched,
+    scaler, data {epoch, pos, drawn}, rng {torch, cuda}, best, meta
+Version 1 (gan_ssl 0.1: models {G, D, G_ema, aux}, optim {G, D}, sampler, fixed_z, d_steps) is migrated
+to version 2 by `migrate_v1` when loaded.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import torch
 from gan_ssl.errors import CheckpointError
 
 FORMAT = "gan_ssl.checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 def to_bytes(obj: dict[str, Any]) -> bytes:
@@ -74,4 +78,40 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise CheckpointError(f"{p} is not a gan_ssl checkpoint (no '{FORMAT}' format tag)")
     if int(obj.get("version", -1)) > VERSION:
         raise CheckpointError(f"{p} was written by a newer gan_ssl (checkpoint version {obj['version']} > {VERSION}); upgrade gan_ssl")
+    if int(obj.get("version", -1)) == 1:
+        try:
+            obj = migrate_v1(obj)
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{p} is a damaged version-1 gan_ssl checkpoint (missing {e})") from None
     return obj
+
+
+# Model keys of gan_ssl 0.1's flat model section that each model did not take (they were ignored then).
+_V1_MODEL_KEYS = {"dcgan": ("z_dim", "g_width", "d_width", "spectral_norm"), "sngan": ("z_dim", "g_width", "d_width", "self_modulation")}
+
+
+def migrate_v1_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 config dict in today's schema, keeping what it trained with: the gan family, only the keys
+    its model takes, and the EMA without a ramp (beta from step 0, as version 1 did)."""
+    model = dict(cfg.get("model", {}))
+    name = model.get("name", "sngan")
+    model = {k: v for k, v in model.items() if k == "name" or k in _V1_MODEL_KEYS.get(name, tuple(model))}
+    train = {**cfg.get("train", {}), "ema_ramp": "none"}
+    return {**cfg, "family": "gan", "model": model, "train": train}
+
+
+def migrate_v1(ck: dict[str, Any]) -> dict[str, Any]:
+    """Rename a version-1 checkpoint's fields to version 2 (the tensors are the same objects)."""
+    models, cfg = ck["models"], migrate_v1_config(ck["config"])
+    d_steps, step = int(ck["d_steps"]), int(ck["step"])
+    return {
+        "format": FORMAT, "version": VERSION, "family": "gan", "config": cfg,
+        "step": step, "images": d_steps * int(cfg.get("train", {}).get("batch_size", 64)),
+        "counters": {"D": d_steps, "G": step}, "elapsed": 0.0,
+        "nets": {"G": models["G"], "D": models["D"], "aux": models["aux"]},
+        "emas": {"G_ema": models["G_ema"]},
+        "optims": {"G": ck["optim"]["G"], "D": ck["optim"]["D"]},
+        "buffers": {"fixed_z": ck["fixed_z"]}, "extra": {}, "sched": {},
+        "scaler": ck.get("scaler", {}), "data": {**ck["sampler"], "drawn": d_steps}, "rng": ck["rng"],
+        "best": dict(ck.get("best", {})), "meta": {**ck.get("meta", {}), "migrated_from": 1},
+    }

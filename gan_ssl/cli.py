@@ -18,7 +18,19 @@ def _fail(msg: str) -> None:
 
 
 class _Group(click.Group):
-    """Turns project errors, missing files and interrupts into one line instead of a traceback."""
+    """Turns project errors, usage errors, missing files and interrupts into one line instead of a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("standalone_mode", None)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:  # bad option values, unknown options, missing arguments
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            _fail(f"{e.format_message()}{where}")
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -43,6 +55,26 @@ def _emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]]
     click.echo(json.dumps(result, indent=2) if as_json else text(result))
 
 
+def _device(value: str) -> str:
+    """Validate --device like train.device (one line and exit 2 when it is not usable here)."""
+    from gan_ssl.train import resolve_device
+
+    return str(resolve_device(value))
+
+
+def _threads(n: int) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _compute_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--device and --threads, shared by every command that computes."""
+    f = click.option("--threads", type=click.IntRange(0, 1024), default=0, help="torch intra-op threads (0 = torch's default).")(f)
+    return click.option("--device", default="cpu", help="cpu, cuda, cuda:N or mps.")(f)
+
+
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable), e.g. --set train.steps=100.")
@@ -64,7 +96,8 @@ def train(config: str, overrides: tuple[str, ...], out_dir: str | None, resume: 
 
     cfg = resolve(config, list(overrides) + ([f"train.device={device}"] if device else []))
     out = Path(out_dir) if out_dir else Path("runs") / Path(config).stem
-    click.echo(f"training {cfg.model.name} on {cfg.data.name} for {cfg.train.steps} steps -> {out}")
+    budget = f" or {cfg.train.minutes:g} minutes" if cfg.train.minutes else ""
+    click.echo(f"training {cfg.family}/{cfg.model.name} on {cfg.data.name} for {cfg.train.steps} steps{budget} -> {out}")
     last = run_train(cfg, out, resume=resume, progress=not quiet)
     click.echo(f"samples:    {out / 'samples'}")
     click.echo(f"checkpoint: {last}")
@@ -82,9 +115,9 @@ def train(config: str, overrides: tuple[str, ...], out_dir: str | None, resume: 
 @click.option("--out", "out", type=click.Path(), required=True, help="A folder for PNGs, or a file ending in .npy (uint8 N x C x H x W).")
 @click.option("--seed", type=click.IntRange(0), default=0, help="Latent seed: the same seed gives the same images.")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
-@click.option("--device", default="cpu")
-def sample(ckpt: str, n: int, out: str, seed: int, batch_size: int, device: str) -> None:
-    """Sample N images from a checkpoint's EMA generator.
+@_compute_options
+def sample(ckpt: str, n: int, out: str, seed: int, batch_size: int, device: str, threads: int) -> None:
+    """Sample N images from a checkpoint's EMA generator (any family).
 
     \b
     Examples:
@@ -93,7 +126,8 @@ def sample(ckpt: str, n: int, out: str, seed: int, batch_size: int, device: str)
     """
     from gan_ssl import api
 
-    images = api.sample(ckpt, n, seed, batch_size, device)
+    _threads(threads)
+    images = api.sample(ckpt, n, seed, batch_size, _device(device))
     path = api.save_images(images, out)
     click.echo(f"wrote {images.shape[0]} images {tuple(images.shape[1:])} to {path}")
 
@@ -113,9 +147,17 @@ def info(ckpt: str, as_json: bool) -> None:
     def text(r: dict[str, Any]) -> str:
         import yaml
 
-        p = r["params"]
-        lines = [f"checkpoint: {r['checkpoint']}", f"model:      {r['model']}", f"step:       {r['step']}",
-                 f"params:     G {p['G']:,}  D {p['D']:,}  aux {p['aux']:,}", f"aux tasks:  {', '.join(r['aux_tasks']) or 'none'}"]
+        params = "  ".join(f"{k} {v:,}" for k, v in r["params"].items())
+        counters = ", ".join(f"{k} {v:,}" for k, v in r["counters"].items())
+        lines = [f"checkpoint: {r['checkpoint']}" + (f" (migrated from format v{r['migrated_from']})" if r.get("migrated_from") else ""),
+                 f"family:     {r['family']}", f"model:      {r['model']}",
+                 f"step:       {r['step']} ({r['images']:,} real images, {r['minutes']} min; phase runs: {counters})",
+                 f"params:     {params}", f"EMAs:       {', '.join(r['emas']) or 'none'}",
+                 f"features:   {', '.join(r['representations']) or 'none'}"]
+        if "aux_tasks" in r:
+            lines.append(f"aux tasks:  {', '.join(r['aux_tasks']) or 'none'}")
+        if r["schedule"]:
+            lines.append("schedule:   " + ", ".join(f"{k} {v:g}" for k, v in r["schedule"].items()))
         if r["best"]:
             lines.append(f"best:       {r['best']}")
         lines += ["config:", "  " + yaml.safe_dump(r["config"], sort_keys=False).rstrip().replace("\n", "\n  ")]
@@ -138,12 +180,12 @@ def info(ckpt: str, as_json: bool) -> None:
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, help="KID subset size; each input needs this many images.")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
               help="Inception weights file [default: $GAN_SSL_INCEPTION_WEIGHTS, else torch-fidelity's cache].")
-@click.option("--device", default="cpu", help="cpu or cuda (feature extraction and sampling).")
+@_compute_options
 @click.option("--no-cache", is_flag=True, help="Do not read or write torch-fidelity's statistics cache.")
 @click.option("--quiet", is_flag=True, help="No torch-fidelity progress on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def fid(input1: str, input2: str, features: str, kid: bool, prc: bool, isc: bool, n: int, batch_size: int, seed: int,
-        kid_subset_size: int, inception_weights: str | None, device: str, no_cache: bool, quiet: bool, as_json: bool) -> None:
+        kid_subset_size: int, inception_weights: str | None, device: str, threads: int, no_cache: bool, quiet: bool, as_json: bool) -> None:
     """FID (and KID, precision/recall, ISC) between INPUT1 and INPUT2, computed by torch-fidelity.
 
     An INPUT is an image folder, an .npy of uint8 images, a dataset spec (fashion-mnist:test,
@@ -159,8 +201,9 @@ def fid(input1: str, input2: str, features: str, kid: bool, prc: bool, isc: bool
     """
     from gan_ssl import metrics
 
+    _threads(threads)
     r = metrics.compute(input1, input2, features=features, fid=True, kid=kid, prc=prc, isc=isc, n=n, seed=seed,
-                        batch_size=batch_size, device=device, kid_subset_size=kid_subset_size,
+                        batch_size=batch_size, device=_device(device), kid_subset_size=kid_subset_size,
                         inception_weights=inception_weights, cache=not no_cache, verbose=not quiet)
     _emit(r, as_json, metrics.format_result)
 
@@ -179,7 +222,7 @@ def evaluator() -> None:
 @click.option("--seed", type=click.IntRange(0), default=0)
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N train and test images (0 = all).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file [default: $GAN_SSL_HOME/evaluators/<data>-cnn.pt].")
-@click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0 = torch's default).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, help="torch intra-op threads (0 = torch's default).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluator_train(data: str, epochs: int, batch_size: int, width: int, feature_dim: int, seed: int, limit: int, out: str | None,
@@ -229,17 +272,18 @@ def evaluator_info(features: str, as_json: bool) -> None:
 @click.argument("ckpt", type=click.Path())
 @click.option("--data", "spec", required=True, help="Dataset spec: fashion-mnist, mnist, cifar10, folder:PATH.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train")
-@click.option("--layers", default="all", help="Comma-separated D layers (block1,...,penultimate) or 'all' (every block).")
+@click.option("--net", default=None, help="Network to read features from (D, encoder, ...) [default: the family's first].")
+@click.option("--layers", default="all", help="Comma-separated layers (block1,...,penultimate) or 'all' (every block).")
 @click.option("--pool", type=click.Choice(["avg", "max", "avgmax"]), default="avgmax", help="Pooling of each layer's map.")
 @click.option("--grid", type=click.IntRange(1, 8), default=1, help="Pool over a KxK grid (1 = global).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Feature file (.pt, loads with weights_only=True).")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Only the first N images (0 = all).")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
-@click.option("--device", default="cpu")
+@_compute_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def features(ckpt: str, spec: str, split: str, layers: str, pool: str, grid: int, out: str, limit: int, batch_size: int,
-             device: str, quiet: bool) -> None:
-    """Export frozen discriminator features of a dataset split (pooled per layer, concatenated).
+def features(ckpt: str, spec: str, split: str, net: str | None, layers: str, pool: str, grid: int, out: str, limit: int, batch_size: int,
+             device: str, threads: int, quiet: bool) -> None:
+    """Export frozen features of a checkpoint's network (D, or an encoder) on a dataset split (pooled per layer, concatenated).
 
     \b
     Examples:
@@ -248,7 +292,8 @@ def features(ckpt: str, spec: str, split: str, layers: str, pool: str, grid: int
     """
     from gan_ssl import features as fe
 
-    fs = fe.export(ckpt, spec, split, layers, pool, grid, out, batch_size, device, limit, progress=not quiet)
+    _threads(threads)
+    fs = fe.export(ckpt, spec, split, layers, pool, grid, out, batch_size, _device(device), limit, progress=not quiet, net=net)
     dims = ", ".join(f"{n} {d}" for n, d in zip(fs["layers"], fs["layer_dims"]))
     click.echo(f"wrote features {tuple(fs['features'].shape)} ({dims}; pool {pool}) of {spec}:{split} to {out}")
 
@@ -258,20 +303,22 @@ def features(ckpt: str, spec: str, split: str, layers: str, pool: str, grid: int
 @click.option("--data", "spec", required=True, help="Dataset spec with train and test splits (labels are read from it).")
 @click.option("--label-fraction", "fractions", default="0.01,0.1,1.0", help="Comma-separated fractions of training labels.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, help="Label subsets per fraction (mean ± std).")
-@click.option("--baseline", "baselines", multiple=True, type=click.Choice(["pixels", "random-d"]), help="Also probe raw pixels / a random-init D (repeatable).")
+@click.option("--baseline", "baselines", multiple=True, type=click.Choice(["pixels", "random", "random-d"]),
+              help="Also probe raw pixels / the same network with random weights (repeatable; random-d is an alias of random).")
+@click.option("--net", default=None, help="Network to probe when SOURCE is a checkpoint (D, encoder, ...) [default: the family's first].")
 @click.option("--test-features", type=click.Path(dir_okay=False), default=None, help="Test feature file, when SOURCE is a train feature file.")
 @click.option("--layers", default="all", help="D layers when SOURCE is a checkpoint (see `features`).")
 @click.option("--pool", type=click.Choice(["avg", "max", "avgmax"]), default="avgmax")
 @click.option("--grid", type=click.IntRange(1, 8), default=1, help="Pool over a KxK grid (1 = global).")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Only the first N train and N test images (0 = all).")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
-@click.option("--device", default="cpu")
+@_compute_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def probe(source: str, spec: str, fractions: str, seeds: int, baselines: tuple[str, ...], test_features: str | None, layers: str,
-          pool: str, grid: int, limit: int, batch_size: int, device: str, as_json: bool, quiet: bool) -> None:
+def probe(source: str, spec: str, fractions: str, seeds: int, baselines: tuple[str, ...], net: str | None, test_features: str | None,
+          layers: str, pool: str, grid: int, limit: int, batch_size: int, device: str, threads: int, as_json: bool, quiet: bool) -> None:
     """Linear probe (logistic regression, L2 chosen on a validation split of the training labels) of a
-    checkpoint's frozen D, or of exported features; test top-1 mean ± std per label fraction.
+    checkpoint's frozen network (D, an encoder), or of exported features; test top-1 mean ± std per label fraction.
 
     \b
     Examples:
@@ -280,8 +327,9 @@ def probe(source: str, spec: str, fractions: str, seeds: int, baselines: tuple[s
     """
     from gan_ssl import probe as pr
 
+    _threads(threads)
     r = pr.probe(source, spec, pr.parse_fractions(fractions), seeds, baselines, test_features, layers, pool, grid,
-                 batch_size, device, limit, progress=not quiet)
+                 batch_size, _device(device), limit, progress=not quiet, net=net)
     _emit(r, as_json, pr.format_table)
 
 

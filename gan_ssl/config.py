@@ -1,8 +1,13 @@
 """Typed experiment configs: dataclass defaults <- YAML preset <- dotted `--set` overrides.
 
-The dataclasses below are the one table of defaults shared by the CLI and the Python API.
-Every value is validated (type and range) when a config is resolved, and an unknown key is an
-error that lists the keys that do exist, so a typo never silently trains the wrong experiment.
+Generic sections (`data`, `aux`, `train`, `eval`) are the dataclasses below. Two sections belong
+to the chosen family and model and are typed by them:
+    `model`: the model builder's keyword arguments (`gan_ssl.models`), so `model.self_modulation`
+             exists for sngan and is an unknown key for dcgan;
+    `loss`:  the family's loss dataclass (`gan_ssl.families`).
+`family` defaults to the family the model is registered under. Every value is validated (type and
+range) when a config is resolved, and an unknown key is an error that lists the keys that do exist,
+so a typo never silently trains the wrong experiment.
 """
 from __future__ import annotations
 
@@ -26,30 +31,16 @@ class DataConfig:
     resolution: int = 32  # 28-px Fashion-MNIST is padded to 32 so the 32-px models apply unchanged
     channels: int = 1  # 1 = grayscale, 3 = RGB; images are converted to this
     limit: int = 0  # use only the first N images (0 = all); handy for smoke runs and tests
-
-
-@dataclass
-class ModelConfig:
-    name: str = "sngan"  # a registered family: see `gan_ssl.models.MODELS`
-    z_dim: int = 128  # latent size used by SN-GAN and SSGAN papers
-    g_width: int = 64  # base channel width of G; 256 in the paper, 64 trains on a CPU in minutes
-    d_width: int = 64  # base channel width of D; 128 in the paper
-    self_modulation: bool = True  # SN-GAN G: BN scale/shift from an MLP of z (Chen et al. 2019)
-    spectral_norm: bool = False  # DCGAN D: spectral norm instead of BN (SN-GAN's D always has SN)
-
-
-@dataclass
-class LossConfig:
-    adversarial: str = "hinge"  # hinge | ns (non-saturating); hinge is SN-GAN's and SSGAN's choice
-    d_adv_weight: float = 1.0  # 0 trains D on its auxiliary tasks alone (rotation-only ablation)
-    r1_gamma: float = 0.0  # R1 penalty on real images (Mescheder et al. 2018); 0 = off
-    r1_every: int = 16  # lazy R1: apply every N D steps, scaled by N (StyleGAN2)
+    storage: str = "auto"  # memory | stream | auto (stream a folder whose images exceed max_memory_gb)
+    max_memory_gb: float = 4.0  # auto: largest image set held in memory as uint8
+    workers: int = 2  # DataLoader worker processes when streaming (2 = this CPU's core count)
 
 
 @dataclass
 class RotationConfig:
     d_weight: float = 0.0  # beta in SSGAN: 1.0 in Chen et al. 2019; 0 switches the task off
     g_weight: float = 0.0  # alpha in SSGAN: 0.2 in Chen et al. 2019
+    protocol: str = "all"  # all: 4 rotations of every image | split: a quarter each (Mimicry) | one: one random k per image
 
 
 @dataclass
@@ -59,8 +50,9 @@ class AuxConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000  # generator steps
-    batch_size: int = 64  # per D and G step
+    steps: int = 2000  # loop steps (one step runs every phase due: for a GAN, n_dis D steps and one G step)
+    minutes: float = 0.0  # wall-clock budget: stop at steps or after this many minutes, whichever first (0 = no budget)
+    batch_size: int = 64  # images per phase run
     n_dis: int = 1  # D steps per G step; 1 with Adam(0, 0.9) is cheap and stable at this size
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -69,34 +61,36 @@ class TrainConfig:
     beta1_d: float = 0.0
     beta2_d: float = 0.9
     ema_beta: float = 0.999  # EMA of G weights, used for sampling (Yazici et al. 2019)
-    ema_start: int = 0  # G step at which the EMA starts averaging (before: a plain copy)
-    sample_every: int = 250  # G steps between fixed-z sample grids
-    ckpt_every: int = 500  # G steps between checkpoints (the last step is always saved)
+    ema_ramp: str = "step"  # step: beta_t = min(beta, (1+t)/(10+t)), so early EMAs track G | none: beta from step 0
+    ema_start: int = 0  # step at which the EMA starts averaging (before: a plain copy)
+    sample_every: int = 250  # steps between fixed-input sample grids
+    ckpt_every: int = 500  # steps between checkpoints (the last step is always saved)
     keep_ckpts: int = 3  # numbered checkpoints kept besides latest.pt (0 = keep all)
-    log_every: int = 25  # G steps between metrics.jsonl lines
+    log_every: int = 25  # steps between metrics.jsonl lines
     sample_grid: int = 64  # images in each sample grid
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
-    channels_last: bool = True  # NHWC memory format: 1.6-1.8x faster convs on CPU (tools/bench_train.py)
+    channels_last: bool = True  # NHWC memory format (tools/bench_train.py measures it per config)
     amp: bool = False  # autocast (bf16 on CPU, fp16 + grad scaling on CUDA); a GPU choice
     threads: int = 0  # torch intra-op threads (0 = torch's default)
 
 
 @dataclass
 class EvalConfig:
-    every: int = 0  # G steps between in-training evaluations (0 = off)
+    every: int = 0  # steps between in-training evaluations (0 = off)
     n: int = 2000  # EMA samples per in-training FID
     features: str = "fashion-mnist-cnn"  # feature extractor for FID (inception needs its weights)
     fid: bool = True  # compute FID at each evaluation
-    probe: bool = True  # fast linear probe of D's features at each evaluation
+    probe: bool = True  # fast linear probe of the representation's features at each evaluation
     probe_n: int = 5000  # training images for the fast probe (test images: the same number)
 
 
 @dataclass
 class Config:
     seed: int = 0  # seeds every RNG: same seed on the same machine = same run
+    family: str = "gan"  # the training recipe: networks, optimizers and phases (gan_ssl.families)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    model: Any = None  # the model builder's arguments plus `name` (typed per model)
+    loss: Any = None  # the family's loss settings (typed per family)
     aux: AuxConfig = field(default_factory=AuxConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -105,24 +99,23 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# Choices and ranges checked on every resolve. Keys are dotted paths.
+# Choices and ranges of the generic sections, checked on every resolve. Keys are dotted paths.
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "loss.adversarial": ("hinge", "ns"),
+    "data.storage": ("auto", "memory", "stream"),
+    "aux.rotation.protocol": ("all", "split", "one"),
+    "train.ema_ramp": ("step", "none"),
 }
 _RANGES: dict[str, tuple[float, float]] = {
     "seed": (0, 2**63 - 1),
     "data.resolution": (8, 1024),
     "data.channels": (1, 3),
     "data.limit": (0, math.inf),
-    "model.z_dim": (1, 4096),
-    "model.g_width": (1, 4096),
-    "model.d_width": (1, 4096),
-    "loss.d_adv_weight": (0, math.inf),
-    "loss.r1_gamma": (0, math.inf),
-    "loss.r1_every": (1, 10**6),
+    "data.max_memory_gb": (0, math.inf),
+    "data.workers": (0, 64),
     "aux.rotation.d_weight": (0, math.inf),
     "aux.rotation.g_weight": (0, math.inf),
     "train.steps": (1, 10**9),
+    "train.minutes": (0, 10**7),
     "train.batch_size": (2, 10**6),
     "train.n_dis": (1, 100),
     "train.lr_g": (1e-12, 1.0),
@@ -174,55 +167,63 @@ def _coerce(path: str, value: Any, typ: Any) -> Any:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-    else:  # pragma: no cover - nested dataclasses are handled by the caller
+    else:  # pragma: no cover - a section type the loader does not know
         raise TypeError(typ)
     name = getattr(typ, "__name__", str(typ))
     raise ConfigError(f"config key '{path}' must be {name}, got {value!r}")
 
 
-def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+def _apply(obj: Any, updates: Any, prefix: str = "") -> None:
     """Recursively apply a nested dict of updates to a dataclass instance, type-checked."""
     if not isinstance(updates, dict):
         raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {updates!r}")
     types = _field_types(type(obj))
     for key, value in updates.items():
         path = f"{prefix}{key}"
-        if key not in types:
+        if not isinstance(key, str) or key not in types:
+            what = f"model {getattr(obj, 'name', '')!r}" if prefix == "model." else "this section"
             known = ", ".join(f"{prefix}{k}" for k in types)
-            raise ConfigError(f"unknown config key '{path}' (known: {known})")
-        typ = types[key]
-        if dataclasses.is_dataclass(typ):
-            _apply(getattr(obj, key), value, prefix=f"{path}.")
+            raise ConfigError(f"unknown config key '{path}' for {what} (known: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, prefix=f"{path}.")
         else:
-            setattr(obj, key, _coerce(path, value, typ))
+            setattr(obj, key, _coerce(path, value, types[key]))
 
 
-def _get(cfg: Config, path: str) -> Any:
+def _get(cfg: Any, path: str) -> Any:
     obj: Any = cfg
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-def validate(cfg: Config) -> Config:
-    """Check value ranges and choices that types alone cannot express."""
-    for path, (lo, hi) in _RANGES.items():
+def check_ranges(cfg: Any, ranges: dict[str, tuple[float, float]], choices: dict[str, tuple[str, ...]]) -> None:
+    """Raise ConfigError for the first dotted path whose value is out of its range or choices."""
+    for path, (lo, hi) in ranges.items():
         v = _get(cfg, path)
         if not (lo <= v <= hi) or (isinstance(v, float) and math.isnan(v)):
             hi_s = "inf" if hi == math.inf else f"{hi:g}"
             raise ConfigError(f"config key '{path}' = {v!r} is out of range [{lo:g}, {hi_s}]")
-    for path, choices in _CHOICES.items():
+    for path, options in choices.items():
         v = _get(cfg, path)
-        if v not in choices:
-            raise ConfigError(f"config key '{path}' = {v!r} must be one of {', '.join(choices)}")
+        if v not in options:
+            raise ConfigError(f"config key '{path}' = {v!r} must be one of {', '.join(options)}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check value ranges and choices that types alone cannot express, then the family's own rules."""
+    check_ranges(cfg, _RANGES, _CHOICES)
     if cfg.train.device not in ("cpu", "mps") and not cfg.train.device.startswith("cuda"):
         raise ConfigError(f"config key 'train.device' = {cfg.train.device!r} must be cpu, cuda, cuda:N or mps")
-    if cfg.loss.d_adv_weight == 0 and cfg.aux.rotation.d_weight == 0:
-        raise ConfigError("D has nothing to learn: loss.d_adv_weight and aux.rotation.d_weight are both 0")
-    from gan_ssl.models import MODELS  # local import: models import config types
+    from gan_ssl.families import FAMILIES
+    from gan_ssl.models import check_model_section
 
-    if cfg.model.name not in MODELS:
-        raise ConfigError(f"config key 'model.name' = {cfg.model.name!r} is not a model; known: {', '.join(sorted(MODELS))}")
+    check_model_section(cfg.model)
+    fam = FAMILIES[cfg.family]
+    check_ranges(cfg, {f"loss.{k}": v for k, v in getattr(fam.loss_config, "RANGES", {}).items()},
+                 {f"loss.{k}": v for k, v in getattr(fam.loss_config, "CHOICES", {}).items()})
+    fam.validate(cfg)
     return cfg
 
 
@@ -251,13 +252,27 @@ def _nest(key: str, value: Any) -> dict[str, Any]:
     return out
 
 
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `new` into `into` (in place): mappings merge, anything else replaces."""
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict; a missing or malformed file is a ConfigError."""
+    """Read a YAML config file into a dict; a missing, non-UTF-8 or malformed file is a ConfigError."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8 YAML") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -265,20 +280,62 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _skeleton(raw: dict[str, Any]) -> Config:
+    """An all-defaults Config whose `model` and `loss` sections have the types the raw dict asks for."""
+    from gan_ssl.families import FAMILIES
+    from gan_ssl.models import MODELS, model_section
+
+    fam_name = raw.get("family")
+    model_raw = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+    model_name = model_raw.get("name")
+    if fam_name is not None and (not isinstance(fam_name, str) or fam_name not in FAMILIES):
+        raise ConfigError(f"config key 'family' = {fam_name!r} is not a family; known: {', '.join(sorted(FAMILIES))}")
+    if model_name is not None and (not isinstance(model_name, str) or model_name not in MODELS):
+        raise ConfigError(f"config key 'model.name' = {model_name!r} is not a model; known: {', '.join(sorted(MODELS))}")
+    if fam_name is None:
+        fam_name = MODELS[model_name].family if model_name else "gan"
+    fam = FAMILIES[fam_name]
+    if model_name is None:
+        model_name = fam.default_model
+    if MODELS[model_name].family != fam_name:
+        ours = sorted(n for n, m in MODELS.items() if m.family == fam_name)
+        raise ConfigError(f"model {model_name!r} belongs to family {MODELS[model_name].family!r}, not {fam_name!r}; "
+                          f"models of {fam_name}: {', '.join(ours)}")
+    return Config(family=fam_name, model=model_section(model_name)(), loss=fam.loss_config())
+
+
 def resolve(preset: dict[str, Any] | str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
     """Merge defaults <- preset (dict or YAML path) <- `key=value` overrides, then validate."""
-    cfg = Config()
+    raw: dict[str, Any] = {}
     if preset is not None:
-        _apply(cfg, preset if isinstance(preset, dict) else load_yaml(preset))
+        base = preset if isinstance(preset, dict) else load_yaml(preset)
+        _merge(raw, _deep_copy(base))
     for text in overrides:
-        key, value = parse_override(text)
-        _apply(cfg, _nest(key, value))
+        _merge(raw, _nest(*parse_override(text)))
+    cfg = _skeleton(raw)
+    _apply(cfg, raw)
     return validate(cfg)
+
+
+def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `d` (so merging never edits the caller's dict)."""
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
 def from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config from `Config.to_dict()` output (e.g. one embedded in a checkpoint)."""
     return resolve(d)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def save_yaml(cfg: Config, path: str | Path) -> None:

@@ -15,10 +15,12 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.data
 
 from gan_ssl.errors import DataError
 
@@ -230,9 +232,9 @@ def _load_folder(path: str, split: str, channels: int, resolution: int) -> Image
     class_names = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
     class_idx = {c: i for i, c in enumerate(class_names)}
     imgs, labels = [], []
-    from tqdm import tqdm
+    from gan_ssl.progress import track
 
-    for f in tqdm(files, desc=f"reading {root}", unit="img", disable=len(files) < 2000, leave=False):
+    for f in track(files, desc=f"reading {root}", unit="img", enabled=len(files) >= 2000):
         img = _read_image(f, channels)
         imgs.append(fit_resolution(img.unsqueeze(0), resolution, pad_small=False)[0])
         parts = f.relative_to(root).parts
@@ -290,7 +292,8 @@ class EpochSampler:
     """Seeded, resumable batch order: a fresh permutation per epoch, incomplete tail batches dropped.
 
     The permutation of epoch e depends only on (seed, e), so the state is two integers and a resumed
-    run sees exactly the batches an uninterrupted one would.
+    run sees exactly the batches an uninterrupted one would. `next(batch_size)` may change the batch
+    size from call to call (progressive growing); the order stays a function of the sizes asked for.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
@@ -304,13 +307,16 @@ class EpochSampler:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.n, generator=g)
 
-    def next(self) -> torch.Tensor:
+    def next(self, batch_size: int | None = None) -> torch.Tensor:
         """Indices of the next batch, [batch_size] int64."""
-        if self.pos + self.batch_size > self.n:
+        bs = batch_size or self.batch_size
+        if bs > self.n:
+            raise DataError(f"dataset has {self.n} images, fewer than one batch of {bs}; lower the batch size")
+        if self.pos + bs > self.n:
             self.epoch, self.pos = self.epoch + 1, 0
             self._perm = self._make_perm()
-        idx = self._perm[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
+        idx = self._perm[self.pos : self.pos + bs]
+        self.pos += bs
         return idx
 
     def state_dict(self) -> dict[str, int]:
@@ -319,3 +325,143 @@ class EpochSampler:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._perm = self._make_perm()
+
+
+class FolderSource(torch.utils.data.Dataset):
+    """An image folder read lazily (for sets too large to hold in memory): item i -> (uint8 [C, R, R], label, i).
+
+    Files and class labels are listed once, in the same sorted order `load_images` uses.
+    """
+
+    def __init__(self, path: str, split: str, resolution: int, channels: int, limit: int = 0) -> None:
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise DataError(f"image folder not found: {root}")
+        if (root / "train").is_dir() and (root / "test").is_dir():
+            root = root / split
+        files = list_images(root)[: limit or None]
+        if not files:
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
+        self.classes = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
+        idx = {c: i for i, c in enumerate(self.classes)}
+        self.files, self.root = files, root
+        self.labels = torch.tensor([idx[f.relative_to(root).parts[0]] if len(f.relative_to(root).parts) > 1 else -1 for f in files])
+        self.resolution, self.channels, self.name = resolution, channels, f"folder:{path}"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        img = fit_resolution(_read_image(self.files[i], self.channels).unsqueeze(0), self.resolution, pad_small=False)[0]
+        return img, int(self.labels[i]), i
+
+    def subset(self, n: int) -> ImageData:
+        """The first n images in memory (for evaluators)."""
+        items = [self[i] for i in range(min(n, len(self)))]
+        return ImageData(torch.stack([it[0] for it in items]), self.labels[: len(items)].clone(), self.name, self.classes)
+
+
+def folder_bytes(path: str, split: str, resolution: int, channels: int, limit: int = 0) -> int:
+    """Bytes a folder's images take in memory as uint8 at this resolution (counted from the file list)."""
+    root = Path(path).expanduser()
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        root = root / split
+    n = len(list_images(root)) if root.is_dir() else 0
+    return min(n, limit or n) * channels * resolution * resolution
+
+
+def open_training_data(cfg: Any) -> "ImageData | FolderSource":
+    """The training set of a config: in memory, or a lazily read folder when `data.storage` says so
+    (`auto`: a folder larger than `data.max_memory_gb` as uint8 at the training resolution)."""
+    d = cfg.data
+    name, path, split = parse_spec(d.name, d.split)
+    if name == "folder" and d.storage != "memory":
+        assert path is not None
+        big = folder_bytes(path, split, d.resolution, d.channels, d.limit) > d.max_memory_gb * 2**30
+        if d.storage == "stream" or big:
+            return FolderSource(path, split, d.resolution, d.channels, d.limit)
+    elif d.storage == "stream":
+        raise DataError(f"data.storage=stream reads image folders (folder:PATH); {d.name} is held in memory, use storage=auto")
+    return load_images(d.name, d.split, d.resolution, d.channels, d.root, d.limit)
+
+
+def _collate(items: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.stack([i[0] for i in items]), torch.tensor([i[1] for i in items]), torch.tensor([i[2] for i in items])
+
+
+class _BatchOrder:
+    """Index lists from a copy of a sampler, forever (a DataLoader `batch_sampler`)."""
+
+    def __init__(self, sampler: EpochSampler, batch_size: int) -> None:
+        self.sampler = EpochSampler(sampler.n, batch_size, sampler.seed)
+        self.sampler.load_state_dict(sampler.state_dict())
+
+    def __iter__(self) -> Any:
+        while True:
+            yield self.sampler.next().tolist()
+
+
+Batch = dict[str, torch.Tensor]
+
+
+class BatchStream:
+    """Training batches in a seeded, resumable order: {"image": float [B, C, H, W] in [-1, 1], "label": [B],
+    "index": [B]} plus what `make_inputs(batch, generator)` adds (masks, low-resolution copies), drawn from a
+    generator seeded by (seed, batch number), so a resumed run gets the same inputs.
+
+    In-memory data is indexed directly; a FolderSource streams through a DataLoader whose workers
+    prefetch in the sampler's order (the state is that of the batches handed out, not prefetched).
+    """
+
+    def __init__(self, source: "ImageData | FolderSource", batch_size: int, seed: int, device: torch.device | str = "cpu",
+                 memory_format: torch.memory_format = torch.contiguous_format,
+                 make_inputs: Callable[[Batch, torch.Generator], Batch] | None = None, workers: int = 0) -> None:
+        self.source, self.seed, self.device, self.memory_format = source, seed, torch.device(device), memory_format
+        self.sampler = EpochSampler(len(source), batch_size, seed)
+        self.make_inputs, self.workers, self.drawn = make_inputs, workers, 0
+        self._images = source.images.to(self.device) if isinstance(source, ImageData) else None
+        self._labels = source.labels.to(self.device) if isinstance(source, ImageData) else None
+        self._loader: Any = None
+        self._loader_bs = 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _stream(self, bs: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._loader is None or self._loader_bs != bs:
+            dl = torch.utils.data.DataLoader(self.source, batch_sampler=_BatchOrder(self.sampler, bs), num_workers=self.workers,
+                                             collate_fn=_collate, persistent_workers=False, prefetch_factor=2 if self.workers else None)
+            self._loader, self._loader_bs = iter(dl), bs
+        try:
+            images, labels, idx = next(self._loader)
+        except DataError as e:  # raised in a worker: the message ends with the original one-line error
+            self._loader = None
+            raise DataError(str(e).strip().splitlines()[-1].split(": ", 1)[-1]) from None
+        expect = self.sampler.next(bs)
+        assert torch.equal(idx, expect), "streamed batch out of order"
+        return images, labels, idx
+
+    def next(self, batch_size: int | None = None) -> Batch:
+        """The next batch (of `batch_size` images, or the stream's default)."""
+        bs = int(batch_size or self.sampler.batch_size)
+        if self._images is not None:
+            idx = self.sampler.next(bs)
+            dev_idx = idx.to(self.device)
+            images, labels = self._images[dev_idx], self._labels[dev_idx]
+        else:
+            images, labels, idx = self._stream(bs)
+            images, labels = images.to(self.device), labels.to(self.device)
+        batch = {"image": to_float(images).contiguous(memory_format=self.memory_format), "label": labels, "index": idx}
+        if self.make_inputs is not None:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * self.drawn + 1)
+            batch = self.make_inputs(batch, g)
+        self.drawn += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {**self.sampler.state_dict(), "drawn": self.drawn}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
+        self.drawn = int(state.get("drawn", 0))
+        self._loader = None

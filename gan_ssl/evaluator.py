@@ -179,9 +179,8 @@ def train_evaluator(data: str = "fashion-mnist", epochs: int = 4, batch_size: in
     Returns:
         A report: name, path, sha256, test_accuracy, train_seconds, epochs, n_train, n_test, ...
     """
-    from tqdm import tqdm
-
     from gan_ssl.data import load_images
+    from gan_ssl.progress import Progress
 
     if data not in DATASETS:
         raise DataError(f"an evaluator CNN can be trained on {', '.join(DATASETS)}, not {data!r}")
@@ -201,7 +200,7 @@ def train_evaluator(data: str = "fashion-mnist", epochs: int = 4, batch_size: in
         steps_per_epoch = len(train) // batch_size
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.2)
         t0 = time.perf_counter()
-        bar = tqdm(total=epochs * steps_per_epoch, desc=f"train {name}", unit="step", disable=not progress, dynamic_ncols=True)
+        bar = Progress(total=epochs * steps_per_epoch, desc=f"train {name}", unit="step", enabled=progress)
         history = []
         for epoch in range(epochs):
             net.train()
@@ -216,7 +215,7 @@ def train_evaluator(data: str = "fashion-mnist", epochs: int = 4, batch_size: in
                 sched.step()
                 bar.update(1)
                 if i % 50 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", **({"test_acc": f"{history[-1]:.4f}"} if history else {}))
+                    bar.set_postfix({"loss": f"{loss.item():.3f}", **({"test_acc": f"{history[-1]:.4f}"} if history else {})})
             history.append(accuracy(net, test.images, test.labels))  # a progress signal; costs one test pass
             log.info("%s epoch %d: test accuracy %.4f", name, epoch + 1, history[-1])
         bar.close()

@@ -1,4 +1,4 @@
-"""Frozen discriminator features: named block outputs, pooled globally and concatenated.
+"""Frozen features of a trained network (D, an encoder): named block outputs, pooled and concatenated.
 
     >>> from gan_ssl import features
     >>> fs = features.export("runs/ssgan", "fashion-mnist", "test", out="test_feats.pt")
@@ -6,8 +6,8 @@
 
 A feature file is a dict that `torch.load(..., weights_only=True)` reads:
     format, version, features float32 [N, F], labels int64 [N], layers [names], layer_dims [F_i],
-    pool, grid, checkpoint_sha256, source ("checkpoint" | "random-d" | "pixels"), data, split, step, config.
-Extraction runs D in eval mode under no_grad in a fixed order, so the same call gives the same bits.
+    pool, grid, checkpoint_sha256, net, source ("checkpoint" | "random-d" | "pixels"), data, split, step, config.
+Extraction runs the network in eval mode under no_grad in a fixed order, so the same call gives the same bits.
 """
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from gan_ssl import api
 from gan_ssl import checkpoint as ckpt_io
-from gan_ssl.api import rebuild
 from gan_ssl.config import Config
 from gan_ssl.data import ImageData, load_images, to_float
-from gan_ssl.errors import CheckpointError, ConfigError, DataError
-from gan_ssl.models import build_models
-from gan_ssl.models.base import Discriminator
+from gan_ssl.errors import ConfigError, DataError
+from gan_ssl.families.base import Representation
 
 FORMAT = "gan_ssl.features"
 VERSION = 1
@@ -46,53 +45,32 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def checkpoint_file(path: str | Path) -> Path:
-    """A checkpoint path, or a run folder's checkpoints/latest.pt."""
-    p = Path(path)
-    return p / "checkpoints" / "latest.pt" if p.is_dir() else p
+def load_representation(path: str | Path, net: str | None = None, device: str | torch.device = "cpu") -> tuple[Representation, Config, dict[str, Any]]:
+    """A checkpoint's frozen feature extractor (`net`: D, an encoder, ...; default: the family's first)
+    with its config and {checkpoint, checkpoint_sha256, step, net}."""
+    bundle = api.load(path, device)
+    rep = bundle.representation(net)
+    rep.module.eval().requires_grad_(False)
+    f = api.checkpoint_file(path)
+    return rep, bundle.cfg, {"checkpoint": str(f), "checkpoint_sha256": sha256_file(f), "step": bundle.step, "net": rep.name}
 
 
-def load_discriminator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Discriminator, Config, dict[str, Any]]:
-    """D of a checkpoint (eval mode, frozen) with its config and {checkpoint, checkpoint_sha256, step}."""
-    ck = ckpt_io.load(path)
-    models = ck.get("models")
-    if not isinstance(models, dict) or "D" not in models:
-        have = ", ".join(sorted(models)) if isinstance(models, dict) else "none"
-        raise CheckpointError(f"checkpoint {path} holds no discriminator (models: {have}); "
-                              "features and probes need a checkpoint written by `gan-ssl train`")
-    cfg, _, D, _ = rebuild(ck, path)
-    try:
-        D.load_state_dict(models["D"])
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not match its own config: {str(e).splitlines()[0][:300]}") from None
-    D.to(device).eval().requires_grad_(False)
-    f = checkpoint_file(path)
-    return D, cfg, {"checkpoint": str(f), "checkpoint_sha256": sha256_file(f), "step": int(ck.get("step", 0))}
+def random_representation(cfg: Config, net: str | None = None, seed: int = 0, device: str | torch.device = "cpu") -> Representation:
+    """The same network as `cfg` builds, randomly initialised (the `random-d` baseline), eval mode, frozen."""
+    rep = api.build_family(cfg, device, seed=seed).representation(net)
+    rep.module.eval().requires_grad_(False)
+    return rep
 
 
-def random_discriminator(cfg: Config, seed: int = 0, device: str | torch.device = "cpu") -> Discriminator:
-    """A randomly initialised D of `cfg`'s architecture (the `random-d` baseline), eval mode, frozen."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        _, D = build_models(cfg)
-    return D.to(device).eval().requires_grad_(False)
-
-
-def layer_names(D: Discriminator) -> list[str]:
-    """Names `features` can export: every block, then 'penultimate'."""
-    return [*D.blocks.keys(), "penultimate"]
-
-
-def resolve_layers(D: Discriminator, names: str | list[str] | None) -> list[str]:
+def resolve_layers(rep: Representation, names: str | list[str] | None) -> list[str]:
     """'all' (every block), 'penultimate', or a comma-separated list of names -> a checked list."""
-    known = layer_names(D)
     if names is None or names == DEFAULT_LAYERS or names == [DEFAULT_LAYERS]:
-        return list(D.blocks.keys())
+        return list(rep.layers)
     items = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     items = [n for n in items if n]
-    bad = [n for n in items if n not in known]
+    bad = [n for n in items if n not in rep.known]
     if bad or not items:
-        raise ConfigError(f"unknown layer(s) {', '.join(bad) or '(none given)'}; this discriminator has: {', '.join(known)} (or 'all')")
+        raise ConfigError(f"unknown layer(s) {', '.join(bad) or '(none given)'}; {rep.name} has: {', '.join(rep.known)} (or 'all')")
     return list(dict.fromkeys(items))
 
 
@@ -126,12 +104,12 @@ def extract(fn: FeatureFn, data: ImageData, layers: list[str], pool: str = DEFAU
         raise ConfigError(f"unknown pooling {pool!r}; use one of {', '.join(POOLS)}")
     if batch_size < 1 or grid < 1:
         raise ConfigError(f"batch size and grid must be at least 1, got {batch_size} and {grid}")
-    from tqdm import tqdm
+    from gan_ssl.progress import track
 
     n = len(data)
     out: list[torch.Tensor] = []
     dims: list[int] = []
-    for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+    for start in track(range(0, n, batch_size), desc=desc, unit="batch", enabled=progress):
         idx = torch.arange(start, min(start + batch_size, n))
         named = fn(data.batch(idx, device))
         parts = [pool_map(named[name], pool, grid).float() for name in layers]  # each [B, F_i]
@@ -147,17 +125,18 @@ def pixel_features(data: ImageData) -> torch.Tensor:
     return to_float(data.images).flatten(1)
 
 
-def discriminator_features(D: Discriminator, data: ImageData, layers: str | list[str] | None = None, pool: str = DEFAULT_POOL,
-                           grid: int = DEFAULT_GRID, batch_size: int = DEFAULT_BATCH, device: str | torch.device = "cpu", progress: bool = False,
-                           desc: str = "features") -> tuple[torch.Tensor, list[str], list[int]]:
-    """D's pooled features of `data`: (float32 [N, F], layer names, per-layer dims). D's mode is restored."""
-    names = resolve_layers(D, layers)
-    was_training = D.training
-    D.eval()
+def representation_features(rep: Representation, data: ImageData, layers: str | list[str] | None = None, pool: str = DEFAULT_POOL,
+                            grid: int = DEFAULT_GRID, batch_size: int = DEFAULT_BATCH, device: str | torch.device = "cpu",
+                            progress: bool = False, desc: str = "features") -> tuple[torch.Tensor, list[str], list[int]]:
+    """A representation's pooled features of `data`: (float32 [N, F], layer names, per-layer dims).
+    The network runs in eval mode; its mode is restored afterwards."""
+    names = resolve_layers(rep, layers)
+    was_training = rep.module.training
+    rep.module.eval()
     try:
-        feats, dims = extract(D.features, data, names, pool, grid, batch_size, device, progress, desc)
+        feats, dims = extract(rep.features, data, names, pool, grid, batch_size, device, progress, desc)
     finally:
-        D.train(was_training)
+        rep.module.train(was_training)
     return feats, names, dims
 
 
@@ -172,11 +151,12 @@ def load_data(cfg: Config, spec: str, split: str | None, limit: int = 0) -> Imag
 
 def export(ckpt: str | Path, spec: str, split: str = "train", layers: str | list[str] | None = None, pool: str = DEFAULT_POOL,
            grid: int = DEFAULT_GRID, out: str | Path | None = None, batch_size: int = DEFAULT_BATCH, device: str = "cpu", limit: int = 0,
-           progress: bool = False) -> dict[str, Any]:
-    """Features of a checkpoint's frozen D on a dataset split, as a feature-file dict (saved to `out` if given)."""
-    D, cfg, meta = load_discriminator(ckpt, device)
+           progress: bool = False, net: str | None = None) -> dict[str, Any]:
+    """Features of a checkpoint's frozen network (`net`, default the family's first: D) on a dataset split,
+    as a feature-file dict (saved to `out` if given)."""
+    rep, cfg, meta = load_representation(ckpt, net, device)
     data = load_images(spec, split, cfg.data.resolution, cfg.data.channels, cfg.data.root, limit)
-    feats, names, dims = discriminator_features(D, data, layers, pool, grid, batch_size, device, progress, desc=f"features {split}")
+    feats, names, dims = representation_features(rep, data, layers, pool, grid, batch_size, device, progress, desc=f"features {split}")
     fs = make_feature_file(feats, data.labels, names, dims, pool, grid, source="checkpoint", data=spec, split=split, cfg=cfg, **meta)
     if out is not None:
         save_features(fs, out)
@@ -185,14 +165,14 @@ def export(ckpt: str | Path, spec: str, split: str = "train", layers: str | list
 
 def make_feature_file(feats: torch.Tensor, labels: torch.Tensor, layers: list[str], dims: list[int], pool: str, grid: int, source: str,
                       data: str, split: str, cfg: Config | None = None, checkpoint: str = "", checkpoint_sha256: str = "",
-                      step: int = 0) -> dict[str, Any]:
+                      step: int = 0, net: str = "") -> dict[str, Any]:
     """Assemble the weights_only-loadable feature-file dict (see the module docstring)."""
     assert feats.ndim == 2 and feats.shape[0] == labels.shape[0], (feats.shape, labels.shape)
     return {
         "format": FORMAT, "version": VERSION,
         "features": feats.float().contiguous(), "labels": labels.long().clone(),
         "layers": list(layers), "layer_dims": [int(d) for d in dims], "pool": pool, "grid": int(grid),
-        "checkpoint": checkpoint, "checkpoint_sha256": checkpoint_sha256, "step": int(step), "source": source,
+        "checkpoint": checkpoint, "checkpoint_sha256": checkpoint_sha256, "step": int(step), "net": net, "source": source,
         "data": data, "split": split, "config": cfg.to_dict() if cfg is not None else {},
     }
 

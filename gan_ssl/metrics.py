@@ -40,8 +40,8 @@ from gan_ssl.data import IMAGE_SUFFIXES, ImageData, list_images, load_images, pa
 from gan_ssl.errors import DataError, GanSslError, WeightsError
 
 if TYPE_CHECKING:
+    from gan_ssl.bundle import Bundle
     from gan_ssl.config import Config
-    from gan_ssl.train import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ _KEYS = {  # torch-fidelity result key -> our key prefix
     "inception_score_mean": "isc", "inception_score_std": "isc_std",
 }
 _DTYPE = "float64"  # torch-fidelity feature_extractor_internal_dtype: batch-size independent features
+# Bumped whenever the pixels fed to torch-fidelity change (padding, resizing, channel conversion), so old
+# cached reference statistics are never read for new inputs. Part of every cache name, with _DTYPE and
+# the torch-fidelity version.
+PREPROCESSING_VERSION = 2
 
 
 # ---- feature extractors --------------------------------------------------------------------------
@@ -283,10 +287,10 @@ def _tensor_input(images: torch.Tensor, label: str, kind: str, ext: Extractor, i
 def _checkpoint_input(path: Path, ext: Extractor, n: int, seed: int, batch_size: int, device: str) -> MetricInput:
     from gan_ssl import api
 
-    run = api.load_run(path, device)
+    bundle = api.load(path, device)
     t0 = time.perf_counter()
-    images = api.generate(run.G_ema, n, seed, batch_size, device)  # uint8 [n, C, H, W]
-    info = {"checkpoint": str(run.path), "step": run.step, "model": run.cfg.model.name, "seed": seed,
+    images = bundle.sample(n, seed, batch_size)  # uint8 [n, C, H, W]
+    info = {"checkpoint": str(bundle.path), "step": bundle.step, "family": bundle.cfg.family, "model": bundle.cfg.model.name, "seed": seed,
             "samples": "EMA generator", "sample_seconds": round(time.perf_counter() - t0, 2)}
     return _tensor_input(images, str(path), "checkpoint", ext, info)
 
@@ -306,8 +310,18 @@ def reference_input(data: ImageData | torch.Tensor, label: str, ext: Extractor, 
     if cache:
         c, h, w = inp.shape
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)[:60]
-        inp.cache_name = f"gan_ssl-{safe}-{c}x{h}x{w}-n{inp.n}-{images_digest(images)[:12]}-{ext.name}-{ext.sha256[:12]}"
+        inp.cache_name = (f"gan_ssl-p{PREPROCESSING_VERSION}-{safe}-{c}x{h}x{w}-n{inp.n}-{images_digest(images)[:12]}-{ext.name}-"
+                          f"{ext.sha256[:12]}-{_DTYPE}-tf{_fidelity_version()}")
     return inp
+
+
+def _fidelity_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch-fidelity")
+    except PackageNotFoundError:  # pragma: no cover - it is a dependency
+        return "unknown"
 
 
 def _classify(spec: str) -> str:
@@ -479,23 +493,28 @@ def format_result(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def fid_evaluator(cfg: Config, data: ImageData) -> Callable[[TrainState], dict[str, float]]:
+def fid_key(n: int, split: str, extractor: str) -> str:
+    """The metrics.jsonl key of an in-training FID: fid2k_train[fashion-mnist-cnn] for 2,000 samples vs the
+    training split; never the key `gan-ssl fid` uses for 10k samples vs the test split."""
+    size = f"{n // 1000}k" if n % 1000 == 0 else str(n)
+    return f"fid{size}_{split}[{extractor}]"
+
+
+def fid_evaluator(cfg: Config, data: ImageData) -> Callable[[Bundle], dict[str, float]]:
     """In-training FID: `cfg.eval.n` EMA samples (fixed seed) vs the training images, with `cfg.eval.features`.
 
     The extractor is checked now, so a missing one fails before training starts. The reference statistics
     are computed at the first evaluation and then read from torch-fidelity's cache.
     """
-    from gan_ssl import api
-
     ext = resolve_extractor(cfg.eval.features)
     ref = reference_input(data, f"{cfg.data.name}:{cfg.data.split}", ext, cache=True,
                           info={"split": cfg.data.split, "limit": cfg.data.limit})
-    key = f"fid[{ext.name}]"
+    key = fid_key(cfg.eval.n, cfg.data.split, ext.name)
 
-    def evaluate(st: TrainState) -> dict[str, float]:
-        images = api.generate(st.G_ema, cfg.eval.n, seed=cfg.seed, batch_size=256, device=st.device)  # [n, C, H, W]
-        fake = _tensor_input(images, f"G_ema@{st.step}", "samples", ext)
-        r = compute(fake, ref, extractor=ext, device=str(st.device), batch_size=DEFAULTS["batch_size"])
-        return {key: r["metrics"][key]}
+    def evaluate(bundle: Bundle) -> dict[str, float]:
+        images = bundle.sample(cfg.eval.n, seed=cfg.seed, batch_size=256)  # uint8 [n, C, H, W]
+        fake = _tensor_input(images, f"G_ema@{bundle.step}", "samples", ext)
+        r = compute(fake, ref, extractor=ext, device=str(bundle.device), batch_size=DEFAULTS["batch_size"])
+        return {key: r["metrics"][f"fid[{ext.name}]"]}
 
     return evaluate

@@ -29,7 +29,7 @@ from gan_ssl.data import ImageData, load_images, parse_spec
 from gan_ssl.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from gan_ssl.train import TrainState
+    from gan_ssl.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ SEEDS = 3  # subsets and validation splits per fraction; mean and std are over t
 L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)  # weight decay per sample (C = 1 / (l2 * n)); 1e-4 or 1e-5 win at 100% labels on F-MNIST
 VAL_FRACTION = 0.2  # share of the labelled subset held out to choose the L2 strength
 MAX_ITER = 300  # lbfgs iterations per fit; weak-L2 fits on 54k rows reach it, hence the warm-started L2 path
-BASELINES = ("pixels", "random-d")
+BASELINES = ("pixels", "random")  # raw pixels; the probed network's architecture with random weights
+BASELINE_ALIASES = {"random-d": "random"}
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int, min_per_class: int = 2) -> np.ndarray:
@@ -140,13 +141,13 @@ def run_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
         raise DataError(f"training features have {X.shape[1]} dims but test features {Xt.shape[1]}; export both from one checkpoint with the same --layers/--pool")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    from tqdm import tqdm
+    from gan_ssl.progress import track
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
     jobs = [(f, s) for f in fractions for s in range(seeds)]
     runs: dict[float, list[dict[str, Any]]] = {f: [] for f in fractions}
-    for f, s in tqdm(jobs, desc=desc, unit="fit", disable=not progress, leave=False):
+    for f, s in track(jobs, desc=desc, unit="fit", enabled=progress):
         runs[f].append(probe_once(X, y, Xt, yt, f, s))
     for f in fractions:
         accs = [r["acc"] for r in runs[f]]
@@ -190,11 +191,14 @@ def _check_labels(fs: dict[str, Any], data: ImageData, path: str) -> None:
 def probe(source: str | Path, spec: str, fractions: tuple[float, ...] = FRACTIONS, seeds: int = SEEDS,
           baselines: tuple[str, ...] = (), test_features: str | Path | None = None, layers: str | None = None,
           pool: str = fe.DEFAULT_POOL, grid: int = fe.DEFAULT_GRID, batch_size: int = fe.DEFAULT_BATCH, device: str = "cpu",
-          limit: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Probe a checkpoint's D (or a train feature file plus `test_features`) and the chosen baselines on one set of splits.
+          limit: int = 0, progress: bool = False, net: str | None = None) -> dict[str, Any]:
+    """Probe a checkpoint's network (`net`: D, an encoder; default the family's first) or a train feature file
+    plus `test_features`, and the chosen baselines, on one set of splits.
 
+    Rows are named by the network ("D", "encoder"), "pixels" and "random <net>" (the same architecture, random init).
     Returns {source, data, n_train, n_test, seeds, l2_grid, val_fraction, rows: {name: {dim, fractions, ...}}, seconds}.
     """
+    baselines = tuple(BASELINE_ALIASES.get(b, b) for b in baselines)
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise ConfigError(f"unknown baseline {bad[0]!r}; use {' or '.join(BASELINES)}")
@@ -206,8 +210,8 @@ def probe(source: str | Path, spec: str, fractions: tuple[float, ...] = FRACTION
             raise ConfigError(f"{source} is a feature file: also pass --test-features (export it with `gan-ssl features CKPT --data {spec} --split test --out test.pt`)")
         tr, te = fe.load_features(source), fe.load_features(test_features)
         if not tr.get("config"):
-            if "random-d" in baselines:
-                raise ConfigError(f"{source} records no model config, so the random-d baseline cannot rebuild its architecture")
+            if "random" in baselines:
+                raise ConfigError(f"{source} records no model config, so the random baseline cannot rebuild its architecture")
             cfg = from_dict({})
         else:
             cfg = from_dict(tr["config"])
@@ -216,24 +220,26 @@ def probe(source: str | Path, spec: str, fractions: tuple[float, ...] = FRACTION
         _check_labels(tr, train_data, str(source))
         _check_labels(te, test_data, str(test_features))
         layers, pool, grid = tr["layers"], tr["pool"], int(tr.get("grid", 1))
+        net = tr.get("net") or net or "D"
         main = {"train": tr["features"], "test": te["features"], "meta": {k: tr[k] for k in ("checkpoint", "checkpoint_sha256", "step", "layers", "pool")}}
     else:
-        D, cfg, meta = fe.load_discriminator(source, device)
+        rep, cfg, meta = fe.load_representation(source, net, device)
+        net = rep.name
         train_data = fe.load_data(cfg, spec, "train", limit)
         test_data = fe.load_data(cfg, spec, "test", limit)
-        a, names, _ = fe.discriminator_features(D, train_data, layers, pool, grid, batch_size, device, progress, "D features train")
-        b, _, _ = fe.discriminator_features(D, test_data, names, pool, grid, batch_size, device, progress, "D features test")
+        a, names, _ = fe.representation_features(rep, train_data, layers, pool, grid, batch_size, device, progress, f"{net} features train")
+        b, _, _ = fe.representation_features(rep, test_data, names, pool, grid, batch_size, device, progress, f"{net} features test")
         layers = names
         main = {"train": a, "test": b, "meta": {**meta, "layers": names, "pool": pool}}
     y, yt = train_data.labels, test_data.labels
-    rows["discriminator"] = {**main["meta"], "grid": grid, **run_probe(main["train"], y, main["test"], yt, fractions, seeds, progress, "probe D")}
+    rows[net] = {**main["meta"], "grid": grid, **run_probe(main["train"], y, main["test"], yt, fractions, seeds, progress, f"probe {net}")}
     if "pixels" in baselines:
         rows["pixels"] = run_probe(fe.pixel_features(train_data), y, fe.pixel_features(test_data), yt, fractions, seeds, progress, "probe pixels")
-    if "random-d" in baselines:
-        R = fe.random_discriminator(cfg, seed=0, device=device)
-        a, names, _ = fe.discriminator_features(R, train_data, layers, pool, grid, batch_size, device, progress, "random D train")
-        b, _, _ = fe.discriminator_features(R, test_data, names, pool, grid, batch_size, device, progress, "random D test")
-        rows["random-d"] = {"init_seed": 0, **run_probe(a, y, b, yt, fractions, seeds, progress, "probe random D")}
+    if "random" in baselines:
+        R = fe.random_representation(cfg, net, seed=0, device=device)
+        a, names, _ = fe.representation_features(R, train_data, layers, pool, grid, batch_size, device, progress, f"random {R.name} train")
+        b, _, _ = fe.representation_features(R, test_data, names, pool, grid, batch_size, device, progress, f"random {R.name} test")
+        rows[f"random {R.name}"] = {"init_seed": 0, "net": R.name, **run_probe(a, y, b, yt, fractions, seeds, progress, f"probe random {R.name}")}
     return {"source": str(source), "data": name, "n_train": len(train_data), "n_test": len(test_data), "seeds": seeds,
             "l2_grid": list(L2_GRID), "val_fraction": VAL_FRACTION, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -252,7 +258,7 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def probe_evaluator(cfg: Config, data: ImageData) -> Callable[["TrainState"], dict[str, float]]:
+def probe_evaluator(cfg: Config, data: ImageData) -> Callable[["Bundle"], dict[str, float]]:
     """In-training fast probe: D's features of a fixed set of `cfg.eval.probe_n` training images and as many
     test images (chosen once), one seed, all those labels -> {"probe_acc": test top-1}.
 
@@ -279,9 +285,10 @@ def probe_evaluator(cfg: Config, data: ImageData) -> Callable[["TrainState"], di
         log.warning("eval.probe: need labelled train and test images of at least 2 classes; the in-training probe is off")
         return lambda st: {}
 
-    def evaluate(st: "TrainState") -> dict[str, float]:
-        a, names, _ = fe.discriminator_features(st.D, train_set, None, fe.DEFAULT_POOL, fe.DEFAULT_GRID, device=st.device)
-        b, _, _ = fe.discriminator_features(st.D, test_set, names, fe.DEFAULT_POOL, fe.DEFAULT_GRID, device=st.device)
+    def evaluate(bundle: "Bundle") -> dict[str, float]:
+        rep = bundle.representation()
+        a, names, _ = fe.representation_features(rep, train_set, None, fe.DEFAULT_POOL, fe.DEFAULT_GRID, device=bundle.device)
+        b, _, _ = fe.representation_features(rep, test_set, names, fe.DEFAULT_POOL, fe.DEFAULT_GRID, device=bundle.device)
         r = run_probe(a, train_set.labels, b, test_set.labels, fractions=(1.0,), seeds=1)
         return {"probe_acc": round(r["fractions"]["1"]["mean"], 5)}
 

@@ -1,5 +1,12 @@
-"""One trainer for every unconditional GAN family: n_dis D steps per G step, EMA of G, sample grids,
-metrics.jsonl, periodic evaluation, atomic checkpoints and exact resume.
+"""The one training loop: runs a family's named phases on a schedule and knows no network by name.
+
+One loop step: `family.schedule(state)`, then every phase that is due (`step % every == 0`), `repeat`
+times each: freeze every net but the phase's, draw a batch if it wants one, zero its optimizer's
+gradients, run its function (forward + backward) with spectral-norm weights cached for the phase (one
+power iteration per update, one sigma for every forward of the phase), step the optimizer. Then the
+EMAs are updated and the step counter moves on. Around the steps: metrics.jsonl, sample grids, in-training
+evaluation, atomic checkpoints, a NaN guard, a wall-clock budget (`train.minutes`), and Ctrl-C handled at
+the next step boundary, so an interrupted and resumed run is bit-identical to an uninterrupted one.
 
 Run directory:
     config.yaml, metrics.jsonl, samples/step_NNNNNN.png, checkpoints/{latest,step_NNNNNN,best}.pt
@@ -7,170 +14,151 @@ Run directory:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import math
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import nn
+from torch.nn.utils import parametrize
 
 from gan_ssl import checkpoint as ckpt_io
-from gan_ssl.aux import build_aux_tasks
-from gan_ssl.config import Config, from_dict, save_yaml
-from gan_ssl.data import EpochSampler, ImageData, load_images, to_float
+from gan_ssl.bundle import Bundle
+from gan_ssl.config import Config, flatten, from_dict, save_yaml
+from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
-from gan_ssl.models import build_models
-from gan_ssl.models.base import Discriminator, Generator
-from gan_ssl.objective import GANObjective
+from gan_ssl.families import FAMILIES, Family, Phase, StepContext
+from gan_ssl.progress import Progress
 
 log = logging.getLogger(__name__)
 
 # Config keys that may change when a run is resumed; anything else must match the checkpoint.
-RESUMABLE_CHANGES = ("train.steps", "train.sample_every", "train.ckpt_every", "train.keep_ckpts", "train.log_every",
-                     "train.sample_grid", "train.device", "train.amp", "train.threads", "train.channels_last", "eval.")
+RESUMABLE_CHANGES = ("train.steps", "train.minutes", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
+                     "train.log_every", "train.sample_grid", "train.device", "train.amp", "train.threads",
+                     "train.channels_last", "data.workers", "data.storage", "data.max_memory_gb", "eval.")
 
-Evaluator = Callable[["TrainState"], dict[str, float]]
+Evaluator = Callable[[Bundle], dict[str, float]]
 
 
-@dataclass
-class TrainState:
-    """Everything a checkpoint restores."""
+class TrainState(StepContext):
+    """Everything a checkpoint restores: the family (nets, EMAs, optimizers, buffers), counters, data order,
+    RNG and gradient-scaler state, the best evaluation and the training seconds spent so far."""
 
-    cfg: Config
-    G: Generator
-    D: Discriminator
-    G_ema: Generator
-    aux: nn.ModuleDict
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    sampler: EpochSampler
-    fixed_z: torch.Tensor  # [sample_grid, z_dim]
-    device: torch.device
-    step: int = 0  # G steps done
-    d_steps: int = 0
-    best: dict[str, float] = field(default_factory=dict)
+    def __init__(self, cfg: Config, family: Family, stream: BatchStream, scaler: torch.amp.GradScaler, device: torch.device) -> None:
+        super().__init__(device, _autocast_factory(device, cfg.train.amp), lambda loss: scaler.scale(loss).backward())
+        self.cfg, self.family, self.stream, self.scaler = cfg, family, stream, scaler
+        self.counters = {p.name: 0 for p in family.phases}
+        self.best: dict[str, float] = {}
+        self.elapsed = 0.0  # seconds of training over every session of this run (for train.minutes)
 
 
 def resolve_device(name: str) -> torch.device:
-    dev = torch.device(name)
+    """torch.device for a user's --device / train.device, with a one-line error when it is not usable here."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {name!r} is not a device; use cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available on this machine; use --set train.device=cpu")
+        raise ConfigError(f"device {name} asked for, but CUDA is not available on this machine; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"train.device={name} but MPS is not available on this machine; use --set train.device=cpu")
+        raise ConfigError(f"device {name} asked for, but MPS is not available on this machine; use cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r} is not supported; use cpu, cuda, cuda:N or mps")
     return dev
 
 
-def _adam(params: Any, lr: float, b1: float, b2: float) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, betas=(b1, b2))
+def _autocast_factory(device: torch.device, enabled: bool) -> Callable[[], contextlib.AbstractContextManager]:
+    if not enabled:
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def build_state(cfg: Config, n_images: int) -> TrainState:
-    """Fresh models, optimizers, EMA and data order, all seeded from `cfg.seed`."""
+def build_state(cfg: Config, source: ImageData | FolderSource) -> TrainState:
+    """Fresh family (networks, optimizers, EMAs), data order and scaler, all seeded from `cfg.seed`."""
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
-    G, D = build_models(cfg)
-    aux = build_aux_tasks(cfg.aux, D)
+    family = FAMILIES[cfg.family](cfg, device, training=True)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    G, D, aux = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt), aux.to(device)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    t = cfg.train
-    opt_g = _adam(G.parameters(), t.lr_g, t.beta1_g, t.beta2_g)
-    opt_d = _adam(list(D.parameters()) + list(aux.parameters()), t.lr_d, t.beta1_d, t.beta2_d)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.amp and device.type == "cuda")
-    fixed_z = G.sample_z(t.sample_grid, torch.Generator().manual_seed(cfg.seed + 1), device)
-    return TrainState(cfg, G, D, G_ema, aux, opt_g, opt_d, scaler, EpochSampler(n_images, t.batch_size, cfg.seed), fixed_z, device)
+    stream = BatchStream(source, cfg.train.batch_size, cfg.seed, device, fmt, family.make_inputs, cfg.data.workers)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
+    return TrainState(cfg, family, stream, scaler, device)
 
 
 def state_dict(st: TrainState) -> dict[str, Any]:
+    """The checkpoint of a state (format version 2: everything keyed by name)."""
+    fam = st.family
     rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if st.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(st.device)
     return {
+        "family": st.cfg.family,
         "config": st.cfg.to_dict(),
-        "step": st.step,
-        "d_steps": st.d_steps,
-        "models": {"G": st.G.state_dict(), "D": st.D.state_dict(), "G_ema": st.G_ema.state_dict(), "aux": st.aux.state_dict()},
-        "optim": {"G": st.opt_g.state_dict(), "D": st.opt_d.state_dict()},
+        "step": st.step, "images": st.images, "counters": dict(st.counters), "elapsed": st.elapsed,
+        "nets": {k: m.state_dict() for k, m in fam.nets.items()},
+        "emas": {k: ema.module.state_dict() for k, (_, ema) in fam.emas.items()},
+        "optims": {k: o.state_dict() for k, o in fam.optimizers.items()},
+        "buffers": {k: v.cpu() for k, v in fam.buffers.items()},
+        "extra": fam.state_extra(),
+        "sched": dict(st.sched),
         "scaler": st.scaler.state_dict(),
-        "sampler": st.sampler.state_dict(),
+        "data": st.stream.state_dict(),
         "rng": rng,
-        "fixed_z": st.fixed_z.cpu(),
         "best": dict(st.best),
         "meta": {"torch": str(torch.__version__), "time": time.time()},
     }
 
 
+def _load_named(kind: str, targets: dict[str, Any], saved: dict[str, Any], load: Callable[[Any, Any], None]) -> None:
+    missing = sorted(set(targets) - set(saved))
+    if missing:
+        raise CheckpointError(f"checkpoint has no {kind} {missing[0]!r} (it has: {', '.join(sorted(saved)) or 'none'})")
+    for name, target in targets.items():
+        try:
+            load(target, saved[name])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {kind} {name!r} does not match the configured model: {str(e).splitlines()[0][:300]}") from None
+
+
+def load_family_weights(family: Family, ck: dict[str, Any]) -> None:
+    """Networks, EMAs and buffers of a (v2) checkpoint into a family built from its config."""
+    _load_named("network", family.nets, ck["nets"], lambda m, sd: m.load_state_dict(sd))
+    _load_named("EMA", {k: e for k, (_, e) in family.emas.items()}, ck["emas"], lambda e, sd: e.module.load_state_dict(sd))
+    for k, v in ck.get("buffers", {}).items():
+        if k in family.buffers:
+            family.buffers[k] = v.to(family.device)
+    family.load_state_extra(ck.get("extra", {}))
+
+
 def load_state_dict(st: TrainState, ck: dict[str, Any]) -> None:
-    try:
-        st.G.load_state_dict(ck["models"]["G"])
-        st.D.load_state_dict(ck["models"]["D"])
-        st.G_ema.load_state_dict(ck["models"]["G_ema"])
-        st.aux.load_state_dict(ck["models"]["aux"])
-        st.opt_g.load_state_dict(ck["optim"]["G"])
-        st.opt_d.load_state_dict(ck["optim"]["D"])
-        if ck["scaler"]:  # empty when the scaler is disabled (CPU or no AMP)
-            st.scaler.load_state_dict(ck["scaler"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint does not match the configured models: {str(e).splitlines()[0][:300]}") from None
-    st.sampler.load_state_dict(ck["sampler"])
-    st.fixed_z = ck["fixed_z"].to(st.device)
-    st.step, st.d_steps, st.best = int(ck["step"]), int(ck["d_steps"]), dict(ck.get("best", {}))
+    """Restore a state from a checkpoint written by `state_dict` (or migrated from version 1)."""
+    load_family_weights(st.family, ck)
+    _load_named("optimizer", st.family.optimizers, ck["optims"], lambda o, sd: o.load_state_dict(sd))
+    if ck["scaler"]:  # empty when the scaler is disabled (CPU or no AMP)
+        st.scaler.load_state_dict(ck["scaler"])
+    st.stream.load_state_dict(ck["data"])
+    st.step, st.images, st.elapsed = int(ck["step"]), int(ck["images"]), float(ck.get("elapsed", 0.0))
+    st.counters.update({k: int(v) for k, v in ck["counters"].items()})
+    st.sched, st.best = dict(ck.get("sched", {})), dict(ck.get("best", {}))
     torch.set_rng_state(ck["rng"]["torch"])
     if "cuda" in ck["rng"] and st.device.type == "cuda":
         torch.cuda.set_rng_state(ck["rng"]["cuda"], st.device)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def check_resume_compatible(cfg: Config, saved: dict[str, Any]) -> None:
     """A resumed run may change only the keys in RESUMABLE_CHANGES."""
-    now, then = _flatten(cfg.to_dict()), _flatten(saved)
+    now, then = flatten(cfg.to_dict()), flatten(from_dict(saved).to_dict())  # keys added since take their defaults
     for key in sorted(set(now) | set(then)):
         if key.startswith(RESUMABLE_CHANGES):
             continue
         if now.get(key) != then.get(key):
             raise ConfigError(f"cannot resume: config key '{key}' is {now.get(key)!r} but the checkpoint was trained with {then.get(key)!r}")
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """ema <- beta * ema + (1 - beta) * model, parameters only (BN statistics come from `refresh_bn_stats`)."""
-    e, m = list(ema.parameters()), list(model.parameters())
-    torch._foreach_lerp_(e, m, 1.0 - beta)
-
-
-@torch.no_grad()
-def refresh_bn_stats(G: Generator, device: torch.device, n_batches: int = 8, batch_size: int = 64, seed: int = 0) -> None:
-    """Recompute G's BatchNorm running statistics for its current weights ("standing statistics",
-    Brock et al. 2019), from a fixed-seed set of latents, so eval-mode sampling matches the EMA weights."""
-    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    G.train()
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(n_batches):
-        G(G.sample_z(batch_size, g, device))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    G.eval()
 
 
 def save_grid(images: torch.Tensor, path: Path) -> None:
@@ -203,22 +191,17 @@ class RunDir:
         keep = [ln for ln in self.metrics.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
         self.metrics.write_text("".join(ln + "\n" for ln in keep))
 
+    def write(self, st: TrainState, path: Path) -> None:
+        ckpt_io.write_atomic(ckpt_io.to_bytes({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, **state_dict(st)}), path)
+
     def save_checkpoint(self, st: TrainState, keep: int) -> Path:
-        data = ckpt_io.to_bytes({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, **state_dict(st)})
         numbered = self.ckpts / f"step_{st.step:06d}.pt"
-        ckpt_io.write_atomic(data, numbered)
-        ckpt_io.write_atomic(data, self.latest)
+        self.write(st, numbered)
+        self.write(st, self.latest)
         if keep > 0:
             for old in sorted(self.ckpts.glob("step_*.pt"))[:-keep]:
                 old.unlink()
         return numbered
-
-
-def _autocast_factory(device: torch.device, enabled: bool) -> Callable[[], contextlib.AbstractContextManager]:
-    if not enabled:
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 class _Meter:
@@ -227,7 +210,6 @@ class _Meter:
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
-        self.bad: list[str] = []
 
     def add(self, logs: dict[str, torch.Tensor]) -> None:
         for k, v in logs.items():
@@ -243,6 +225,30 @@ class _Meter:
 
     def reset(self) -> None:
         self.sums, self.counts = {}, {}
+
+
+class _InterruptAtBoundary:
+    """While active (main thread only), the first SIGINT sets `requested` and training stops after the step
+    in progress, with a checkpoint; a second SIGINT raises KeyboardInterrupt at once (nothing saved)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._prev: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("interrupt: stopping after this step with a checkpoint (Ctrl-C again stops at once without saving)")
+
+    def __enter__(self) -> "_InterruptAtBoundary":
+        if threading.current_thread() is threading.main_thread():
+            self._prev = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._prev is not None:
+            signal.signal(signal.SIGINT, self._prev)
 
 
 def default_evaluators(cfg: Config, data: ImageData) -> list[Evaluator]:
@@ -261,12 +267,77 @@ def default_evaluators(cfg: Config, data: ImageData) -> list[Evaluator]:
     return evs
 
 
+def _set_trainable(family: Family, names: tuple[str, ...]) -> None:
+    for name, net in family.nets.items():
+        net.requires_grad_(name in names)
+
+
+def run_phase(st: TrainState, ph: Phase, batch_size: int, meter: _Meter | None = None) -> None:
+    """One optimizer step of a phase: freeze the other nets, draw a batch if it wants one, forward and backward
+    with spectral-norm weights cached (one power iteration per update, one sigma for the whole phase), step."""
+    fam = st.family
+    _set_trainable(fam, ph.nets)
+    opt = fam.optimizers[ph.opt]
+    batch = st.stream.next(batch_size) if ph.batch else None
+    if batch is not None:
+        st.images += batch["image"].shape[0]
+    opt.zero_grad(set_to_none=True)
+    with parametrize.cached():
+        logs = ph.fn(batch, st)
+    st.scaler.step(opt)
+    st.scaler.update()
+    opt.zero_grad(set_to_none=True)  # frees the gradients; a later phase never sees them
+    st.counters[ph.name] += 1
+    if meter is not None:
+        meter.add({(f"{ph.name.lower()}_loss" if k == "loss" else k): v for k, v in logs.items()})
+
+
+def train_step(st: TrainState, meter: _Meter | None = None) -> None:
+    """One loop step: the family's schedule, every due phase `repeat` times, then the EMA updates."""
+    fam = st.family
+    st.sched = fam.schedule(st)
+    bs = int(st.sched.get("batch_size", st.cfg.train.batch_size))
+    for ph in fam.phases:
+        if st.step % ph.every == 0:
+            for _ in range(ph.repeat):
+                run_phase(st, ph, bs, meter)
+    fam.update_emas(st.step)
+    st.step += 1
+
+
+def bundle_of(st: TrainState) -> Bundle:
+    """A live view of the state's family for evaluators (EMA networks as they are now)."""
+    return Bundle(st.family, st.step)
+
+
+def _evaluate(st: TrainState, evaluators: list[Evaluator], run: RunDir) -> None:
+    st.family.prepare_eval()
+    results: dict[str, float] = {}
+    for ev in evaluators:
+        results.update(ev(bundle_of(st)))
+    run.log({"step": st.step, "eval": results})
+    fid_keys = sorted(k for k in results if k.startswith("fid"))
+    if fid_keys:
+        key = fid_keys[0]
+        if key not in st.best or results[key] < st.best[key]:
+            st.best[key] = results[key]
+            st.best["step"] = st.step
+            run.write(st, run.ckpts / "best.pt")
+
+
+def _eval_data(source: ImageData | FolderSource, cfg: Config) -> ImageData:
+    """In-memory images for evaluators: the training set, or the first images of a streamed folder."""
+    return source if isinstance(source, ImageData) else source.subset(max(cfg.eval.n, 2 * cfg.eval.probe_n))
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          evaluators: list[Evaluator] | None = None, data: ImageData | None = None) -> Path:
+          evaluators: list[Evaluator] | None = None, data: ImageData | FolderSource | None = None) -> Path:
     """Train `cfg` into `out_dir`; returns the path of the last checkpoint.
 
-    With `resume`, continues from `out_dir/checkpoints/latest.pt` up to `cfg.train.steps`, restoring
-    models, optimizers, EMA, step counters, RNG state and data order: N steps then N more equal 2N.
+    With `resume`, continues from `out_dir/checkpoints/latest.pt` up to `cfg.train.steps` (and the
+    `train.minutes` budget), restoring networks, optimizers, EMAs, counters, RNG state and data order:
+    N steps then N more equal 2N. Ctrl-C stops after the step in progress with a checkpoint, then
+    raises KeyboardInterrupt.
     """
     run = RunDir(out_dir)
     if cfg.train.threads:
@@ -279,13 +350,11 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
         check_resume_compatible(cfg, saved["config"])
     elif run.latest.is_file():
         raise ConfigError(f"{run.root} already holds a run ({run.latest}); pass --resume to continue it or choose another --out")
-    if data is None:
-        d = cfg.data
-        data = load_images(d.name, d.split, d.resolution, d.channels, d.root, d.limit)
-    if data.images.shape[1:] != (cfg.data.channels, cfg.data.resolution, cfg.data.resolution):
-        raise ConfigError(f"data images are {tuple(data.images.shape[1:])}, the config expects "
-                          f"({cfg.data.channels}, {cfg.data.resolution}, {cfg.data.resolution})")
-    st = build_state(cfg, len(data))
+    source = open_training_data(cfg) if data is None else data
+    shape = tuple(source.images.shape[1:]) if isinstance(source, ImageData) else (source.channels, source.resolution, source.resolution)
+    if shape != (cfg.data.channels, cfg.data.resolution, cfg.data.resolution):
+        raise ConfigError(f"data images are {shape}, the config expects ({cfg.data.channels}, {cfg.data.resolution}, {cfg.data.resolution})")
+    st = build_state(cfg, source)
     if saved is not None:
         load_state_dict(st, saved)
         run.truncate_metrics(st.step)
@@ -294,116 +363,76 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     save_yaml(cfg, run.root / "config.yaml")
     if saved is None and run.metrics.exists():
         run.metrics.unlink()  # left by a run that died before its first checkpoint
-    images = data.images.to(st.device)
-    evaluators = default_evaluators(cfg, data) if evaluators is None else evaluators
+    if evaluators is None:
+        evaluators = default_evaluators(cfg, _eval_data(source, cfg)) if cfg.eval.every else []
+    _loop(st, run, evaluators, progress, run.latest if saved is not None else None)
+    return run.latest
 
-    t = cfg.train
-    obj = make_objective(st)
+
+def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bool, last_ckpt: Path | None) -> None:
+    cfg, t = st.cfg, st.cfg.train
     meter = _Meter()
-    last_ckpt: Path | None = run.latest if saved is not None else None
+    budget = t.minutes * 60.0
 
     def ensure_finite() -> None:
         bad = meter.non_finite()
         if bad:
             where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written"
             raise DivergenceError(f"training diverged: {', '.join(sorted(bad))} became NaN/inf by step {st.step}{where}. "
-                                  "Lower train.lr_d/train.lr_g or enable loss.r1_gamma")
+                                  "Lower the learning rates or add a regulariser (loss.r1_gamma)")
 
     def checkpoint() -> None:
         nonlocal last_ckpt
         ensure_finite()
-        refresh_bn_stats(st.G_ema, st.device, seed=cfg.seed)
+        st.family.prepare_eval()
         last_ckpt = run.save_checkpoint(st, t.keep_ckpts)
 
-    from tqdm import tqdm
+    def out_of_time() -> bool:
+        return budget > 0 and st.elapsed >= budget
 
-    bar = tqdm(total=t.steps, initial=st.step, desc=f"train {cfg.model.name}", unit="step", disable=not progress, dynamic_ncols=True)
-    t_last, step_last = time.perf_counter(), st.step
-    try:
-        while st.step < t.steps:
-            train_step(st, obj, images, meter)
-            bar.update(1)
-
-            last = st.step == t.steps
-            if st.step % t.log_every == 0 or last:
-                ensure_finite()
+    if st.step >= t.steps or out_of_time():
+        log.warning("nothing to do: the run is at step %d of %d (%.1f of %s minutes)", st.step, t.steps, st.elapsed / 60,
+                    t.minutes or "unlimited")
+        return
+    bar = Progress(total=t.steps, initial=st.step, desc=f"train {cfg.family}/{cfg.model.name}", unit="step", enabled=progress)
+    t_last, step_last, img_last = time.perf_counter(), st.step, st.images
+    clock = time.perf_counter()
+    with _InterruptAtBoundary() as interrupt:
+        try:
+            while True:
+                train_step(st, meter)
                 now = time.perf_counter()
-                dt, ds = now - t_last, st.step - step_last
-                rec = {"step": st.step, **{k: round(v, 5) for k, v in meter.means().items()},
-                       "it_s": round(ds / dt, 3), "img_s": round(ds * t.n_dis * t.batch_size / dt, 1)}
-                run.log(rec)
-                bar.set_postfix({k: f"{rec[k]:.3f}" for k in ("d_loss", "g_loss", "rot_acc_real") if k in rec})
-                meter.reset()
-                t_last, step_last = now, st.step
-            if (t.sample_every and st.step % t.sample_every == 0) or last:
-                ensure_finite()
-                refresh_bn_stats(st.G_ema, st.device, seed=cfg.seed)
-                with torch.no_grad():
-                    save_grid(st.G_ema(st.fixed_z), run.samples / f"step_{st.step:06d}.png")
-            if evaluators and ((cfg.eval.every and st.step % cfg.eval.every == 0) or last):
-                ensure_finite()
-                _evaluate(st, evaluators, run)
-            if (t.ckpt_every and st.step % t.ckpt_every == 0) or last:
-                checkpoint()
-    except KeyboardInterrupt:
-        bar.close()
-        if st.step > 0 and not meter.non_finite():
-            checkpoint()
-            log.warning("interrupted at step %d; saved %s (continue with --resume)", st.step, run.latest)
-        raise
-    bar.close()
-    return run.latest
-
-
-def make_objective(st: TrainState) -> GANObjective:
-    """The objective for a state, with AMP autocast and grad scaling as configured."""
-    amp = _autocast_factory(st.device, st.cfg.train.amp)
-    return GANObjective(st.G, st.D, st.aux, st.cfg.loss, amp, lambda loss: st.scaler.scale(loss).backward())
-
-
-def train_step(st: TrainState, obj: GANObjective, images: torch.Tensor, meter: "_Meter | None" = None) -> None:
-    """One G step: `n_dis` D phases (plus lazy R1), one G phase, the EMA update. images: uint8 [N, C, H, W]."""
-    t, loss_cfg = st.cfg.train, st.cfg.loss
-    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    st.G.train()
-    st.D.requires_grad_(True)
-    for _ in range(t.n_dis):
-        idx = st.sampler.next().to(images.device)
-        real = to_float(images[idx]).contiguous(memory_format=fmt)  # [B, C, H, W] in [-1, 1]
-        z = st.G.sample_z(t.batch_size, device=st.device)
-        st.opt_d.zero_grad(set_to_none=True)
-        logs = obj.phase_d(real, z)
-        if obj.do_r1 and st.d_steps % loss_cfg.r1_every == 0:
-            logs.update(obj.phase_dreg(real, loss_cfg.r1_every))
-        st.scaler.step(st.opt_d)
-        st.scaler.update()
-        st.d_steps += 1
-        if meter is not None:
-            meter.add(logs)
-    st.D.requires_grad_(False)
-    st.opt_g.zero_grad(set_to_none=True)
-    logs = obj.phase_g(st.G.sample_z(t.batch_size, device=st.device))
-    st.scaler.step(st.opt_g)
-    st.scaler.update()
-    update_ema(st.G_ema, st.G, t.ema_beta if st.step >= t.ema_start else 0.0)
-    st.step += 1
-    if meter is not None:
-        meter.add(logs)
-
-
-def _evaluate(st: TrainState, evaluators: list[Evaluator], run: RunDir) -> None:
-    refresh_bn_stats(st.G_ema, st.device, seed=st.cfg.seed)
-    results: dict[str, float] = {}
-    for ev in evaluators:
-        results.update(ev(st))
-    run.log({"step": st.step, "eval": results})
-    fid_keys = sorted(k for k in results if k.startswith("fid"))
-    if fid_keys:
-        key = fid_keys[0]
-        if key not in st.best or results[key] < st.best[key]:
-            st.best[key] = results[key]
-            data = ckpt_io.to_bytes({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, **state_dict(st)})
-            ckpt_io.write_atomic(data, run.ckpts / "best.pt")
+                st.elapsed, clock = st.elapsed + (now - clock), now
+                bar.update(1)
+                last = st.step >= t.steps or out_of_time()
+                if st.step % t.log_every == 0 or last:
+                    ensure_finite()
+                    dt, ds = now - t_last, st.step - step_last
+                    rec = {"step": st.step, **{k: round(v, 5) for k, v in meter.means().items()}, **st.sched,
+                           "it_s": round(ds / dt, 3), "img_s": round((st.images - img_last) / dt, 1), "minutes": round(st.elapsed / 60, 3)}
+                    run.log(rec)
+                    bar.set_postfix({k: f"{rec[k]:.3f}" for k in ("d_loss", "g_loss", "rot_acc_real") if k in rec})
+                    meter.reset()
+                    t_last, step_last, img_last = now, st.step, st.images
+                if (t.sample_every and st.step % t.sample_every == 0) or last:
+                    ensure_finite()
+                    st.family.prepare_eval()
+                    save_grid(st.family.grid(), run.samples / f"step_{st.step:06d}.png")
+                if evaluators and ((cfg.eval.every and st.step % cfg.eval.every == 0) or last):
+                    ensure_finite()
+                    _evaluate(st, evaluators, run)
+                if (t.ckpt_every and st.step % t.ckpt_every == 0) or last or interrupt.requested:
+                    checkpoint()
+                clock = time.perf_counter()  # sampling, evaluation and checkpoints do not count against the budget
+                if interrupt.requested:
+                    log.warning("interrupted at step %d; saved %s (continue with --resume)", st.step, run.latest)
+                    raise KeyboardInterrupt
+                if last:
+                    break
+        finally:
+            bar.close()
+    if out_of_time() and st.step < t.steps:
+        log.warning("stopped at step %d: the %.1f-minute budget (train.minutes) is spent", st.step, t.minutes)
 
 
 def config_of(ckpt: dict[str, Any]) -> Config:

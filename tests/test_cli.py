@@ -98,3 +98,47 @@ def test_console_script_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gan_ssl", "info", str(tmp_path / "none.pt")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: checkpoint not found") and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("cmd", [
+    ["sample", "{run}", "--out", "{tmp}/x.npy"],
+    ["fid", "{run}", "fashion-mnist:test", "--n", "10"],
+    ["features", "{run}", "--data", "fashion-mnist", "--out", "{tmp}/f.pt"],
+    ["probe", "{run}", "--data", "fashion-mnist"],
+])
+@pytest.mark.parametrize("device,needle", [("tpu", "is not a device"), ("cuda:7", "CUDA"), ("mps", "MPS")])
+def test_device_is_validated_like_train(tiny_run, tmp_path, cmd, device, needle):
+    import torch
+
+    if (device.startswith("cuda") and torch.cuda.device_count() > 7) or (device == "mps" and torch.backends.mps.is_available()):
+        pytest.skip("this machine has that device")
+    args = [a.format(run=tiny_run, tmp=tmp_path) for a in cmd] + ["--device", device]
+    assert_user_error(*run(*args), needle)
+
+
+def test_threads_option_on_commands_that_compute(tiny_run, tmp_path):
+    code, output, _ = run("sample", tiny_run, "--n", 3, "--out", tmp_path / "s.npy", "--threads", 1)
+    assert code == 0, output
+    assert_user_error(*run("sample", tiny_run, "--n", 3, "--out", tmp_path / "s.npy", "--threads", -1), "--threads")
+
+
+def test_progress_is_plain_lines_when_not_a_terminal(tmp_path, monkeypatch):
+    """Under CI (stderr not a TTY) training prints whole lines, never tqdm's carriage-return frames."""
+    monkeypatch.setenv("GAN_SSL_PROGRESS_SECONDS", "0")
+    proc = subprocess.run([sys.executable, "-m", "gan_ssl", "train", CONFIG, "--out", str(tmp_path / "r"), "--set", "data.limit=64",
+                           "--set", "model.g_width=8", "--set", "model.d_width=8", "--set", "train.batch_size=8", "--set", "train.steps=5",
+                           "--set", "train.sample_grid=4"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("train gan/sngan:")]
+    assert len(lines) == 6 and "5/5 step" in lines[-1]  # one per step at a 0-second interval, plus the final line
+    from gan_ssl.progress import Progress
+
+    monkeypatch.setenv("GAN_SSL_PROGRESS_SECONDS", "30")
+    import io
+
+    buf = io.StringIO()
+    with Progress(total=1000, desc="x", stream=buf) as bar:
+        for _ in range(1000):
+            bar.update(1)
+    assert buf.getvalue().count("\n") == 1  # a fast loop under the default interval: just the closing line

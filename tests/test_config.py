@@ -74,3 +74,43 @@ def test_parse_override_reads_yaml_values():
     assert resolve(None, ["train.lr_d=1e-4"]).train.lr_d == 1e-4
     assert parse_override("x=true") == ("x", True)
     assert parse_override("x=folder:/data/a=b") == ("x", "folder:/data/a=b")
+
+
+def test_keys_the_model_does_not_take_are_errors():
+    with pytest.raises(ConfigError, match="unknown config key 'model.self_modulation' for model 'dcgan'.*model.spectral_norm"):
+        resolve(None, ["model.name=dcgan", "model.self_modulation=false"])
+    with pytest.raises(ConfigError, match="unknown config key 'model.spectral_norm' for model 'sngan'"):
+        resolve(None, ["model.spectral_norm=true"])
+    assert resolve(None, ["model.name=dcgan", "model.spectral_norm=true"]).model.spectral_norm is True
+    assert "self_modulation" not in resolve(None, ["model.name=dcgan"]).to_dict()["model"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("family=nope", "'family' = 'nope' is not a family"),
+    ("model.g_width=0", "'model.g_width' = 0 is out of range"),
+    ("aux.rotation.protocol=half", "must be one of all, split, one"),
+    ("train.ema_ramp=cosine", "must be one of step, none"),
+    ("data.storage=disk", "must be one of auto, memory, stream"),
+    ("train.minutes=-1", "out of range"),
+])
+def test_bad_family_model_and_new_keys(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        resolve(None, [override])
+
+
+def test_family_defaults_to_the_models():
+    cfg = resolve(None, ["model.name=dcgan"])
+    assert cfg.family == "gan" and cfg.model.name == "dcgan" and cfg.loss.adversarial == "hinge"
+
+
+def test_non_utf8_config_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("train:\n  steps: 5  # café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        resolve(bad)
+    from click.testing import CliRunner
+
+    from gan_ssl.cli import cli
+
+    r = CliRunner().invoke(cli, ["train", str(bad), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1, r.output

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from gan_ssl import data as data_mod
-from gan_ssl.data import EpochSampler, fit_resolution, load_images, parse_spec, to_float, to_uint8
+from gan_ssl.data import EpochSampler, ImageData, fit_resolution, load_images, parse_spec, to_float, to_uint8
 from gan_ssl.errors import DataError
 
 
@@ -123,3 +123,64 @@ def test_sampler_is_seeded_and_resumable():
     assert [c.next().tolist() for _ in range(2)] == seq[3:]
     with pytest.raises(DataError, match="fewer than one batch"):
         EpochSampler(3, 4, 0)
+
+
+def _folder(tmp_path, n=40):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for i in range(n):
+        d = root / ("cats" if i % 2 else "dogs")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((20, 20), i * 6, dtype=np.uint8)).save(d / f"{i:03d}.png")
+    return root
+
+
+def test_streamed_folder_gives_the_in_memory_batches_and_resumes(tmp_path):
+    from gan_ssl.data import BatchStream, FolderSource
+
+    root = _folder(tmp_path)
+    mem = load_images(f"folder:{root}", resolution=16, channels=1)
+    src = FolderSource(str(root), "train", 16, 1)
+    assert len(src) == len(mem) and torch.equal(src.labels, mem.labels) and src.classes == mem.classes
+    a = BatchStream(mem, 8, seed=3)
+    b = BatchStream(src, 8, seed=3, workers=2)
+    seq_a = [a.next() for _ in range(7)]  # crosses epoch boundaries (5 batches per epoch)
+    seq_b = [b.next() for _ in range(4)]
+    state = b.state_dict()
+    c = BatchStream(src, 8, seed=3, workers=0)
+    c.load_state_dict(state)
+    seq_b += [c.next() for _ in range(3)]
+    for x, y in zip(seq_a, seq_b):
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["label"], y["label"]) and torch.equal(x["index"], y["index"])
+    assert torch.equal(c.next(6)["image"], a.next(6)["image"])  # a new batch size restarts the loader at the same place
+
+
+def test_storage_choice_and_streamed_training(tmp_path):
+    from conftest import tiny_cfg
+
+    from gan_ssl.config import resolve
+    from gan_ssl.data import FolderSource, open_training_data
+    from gan_ssl.errors import DataError
+    from gan_ssl.train import train
+
+    root = _folder(tmp_path)
+    cfg = resolve(None, [f"data.name=folder:{root}"])
+    assert isinstance(open_training_data(cfg), ImageData)  # small: held in memory
+    assert isinstance(open_training_data(resolve(None, [f"data.name=folder:{root}", "data.max_memory_gb=0.000001"])), FolderSource)
+    with pytest.raises(DataError, match="storage=stream reads image folders"):
+        open_training_data(resolve(None, ["data.storage=stream"]))
+    cfg = tiny_cfg(f"data.name=folder:{root}", "data.storage=stream", "data.workers=1", "data.limit=0", "train.steps=3")
+    train(cfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
+
+
+def test_make_inputs_are_seeded_per_batch():
+    from gan_ssl.data import BatchStream
+
+    data = ImageData(torch.zeros(32, 1, 4, 4, dtype=torch.uint8), torch.zeros(32, dtype=torch.long), "x")
+    noise = lambda batch, g: {**batch, "mask": torch.rand(batch["image"].shape[0], generator=g)}  # noqa: E731
+    a, b = BatchStream(data, 4, seed=1, make_inputs=noise), BatchStream(data, 4, seed=1, make_inputs=noise)
+    first = [a.next()["mask"] for _ in range(5)]
+    b.load_state_dict({**a.state_dict(), "epoch": 0, "pos": 8, "drawn": 2})
+    assert torch.equal(b.next()["mask"], first[2]) and not torch.equal(first[0], first[1])

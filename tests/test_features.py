@@ -15,34 +15,35 @@ def _small(data: ImageData, n: int = 40) -> ImageData:
 
 
 def test_shapes_per_layer_and_pool(tiny_run, fmnist_small):
-    D, cfg, meta = fe.load_discriminator(tiny_run)
+    D, cfg, meta = fe.load_representation(tiny_run)
     data = _small(fmnist_small)
     w = cfg.model.d_width
-    blocks = list(D.blocks.keys())
+    blocks = list(D.module.blocks.keys())
+    assert D.name == "D" and D.layers == blocks and D.known == [*blocks, "penultimate"]
     for pool, per in [("avg", w), ("max", w), ("avgmax", 2 * w)]:
-        x, names, dims = fe.discriminator_features(D, data, "all", pool)
+        x, names, dims = fe.representation_features(D, data, "all", pool)
         assert names == blocks and dims == [per] * len(blocks)
         assert x.shape == (40, per * len(blocks)) and x.dtype == torch.float32
-    x, names, dims = fe.discriminator_features(D, data, "block1,penultimate", "avg", grid=2)
-    assert names == ["block1", "penultimate"] and dims == [4 * w, D.feature_dim] and x.shape == (40, 4 * w + D.feature_dim)
+    x, names, dims = fe.representation_features(D, data, "block1,penultimate", "avg", grid=2)
+    assert names == ["block1", "penultimate"] and dims == [4 * w, D.module.feature_dim] and x.shape == (40, 4 * w + D.module.feature_dim)
     assert meta["checkpoint_sha256"] == fe.sha256_file(tiny_run / "checkpoints" / "latest.pt")
 
 
 def test_deterministic_and_batch_independent(tiny_run, fmnist_small):
-    D, _, _ = fe.load_discriminator(tiny_run)
+    D, _, _ = fe.load_representation(tiny_run)
     data = _small(fmnist_small, 50)
-    a, _, _ = fe.discriminator_features(D, data, batch_size=16)
-    b, _, _ = fe.discriminator_features(D, data, batch_size=16)
-    c, _, _ = fe.discriminator_features(D, data, batch_size=50)
+    a, _, _ = fe.representation_features(D, data, batch_size=16)
+    b, _, _ = fe.representation_features(D, data, batch_size=16)
+    c, _, _ = fe.representation_features(D, data, batch_size=50)
     assert torch.equal(a, b)
     torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
 
 
 def test_restores_mode_and_takes_no_grad(tiny_run, fmnist_small):
-    D, _, _ = fe.load_discriminator(tiny_run)
-    D.train().requires_grad_(True)
-    x, _, _ = fe.discriminator_features(D, _small(fmnist_small, 8))
-    assert D.training and not x.requires_grad
+    D, _, _ = fe.load_representation(tiny_run)
+    D.module.train().requires_grad_(True)
+    x, _, _ = fe.representation_features(D, _small(fmnist_small, 8))
+    assert D.module.training and not x.requires_grad
 
 
 def test_cli_writes_weights_only_file(tiny_run, tmp_path):
@@ -60,13 +61,18 @@ def test_cli_writes_weights_only_file(tiny_run, tmp_path):
 
 def test_checkpoint_without_discriminator_exits_2(tiny_run, tmp_path):
     ck = ckpt_io.load(tiny_run)
-    del ck["models"]["D"]
+    del ck["nets"]["D"]
     bad = tmp_path / "no_d.pt"
     ckpt_io.save({k: v for k, v in ck.items() if k not in ("format", "version")}, bad)
     for cmd in (["features", str(bad), "--data", "fashion-mnist", "--out", str(tmp_path / "x.pt")],
                 ["probe", str(bad), "--data", "fashion-mnist"]):
         r = CliRunner().invoke(cli, cmd)
-        assert r.exit_code == 2 and "holds no discriminator" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert r.exit_code == 2 and "has no network 'D'" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_unknown_net_exits_2(tiny_run, tmp_path):
+    r = CliRunner().invoke(cli, ["features", str(tiny_run), "--data", "fashion-mnist", "--net", "encoder", "--out", str(tmp_path / "x.pt")])
+    assert r.exit_code == 2 and "no network 'encoder'" in r.output and "D" in r.output, r.output
 
 
 def test_bad_layer_and_bad_file_exit_2(tiny_run, tmp_path):

@@ -160,7 +160,7 @@ def test_fashion_mnist_spec_is_padded_like_the_training_data() -> None:
     ext = metrics.resolve_extractor(CNN)
     inp = metrics.open_input("fashion-mnist:test", ext, like=(1, 32, 32))
     assert inp.shape == (1, 32, 32) and inp.n == 10000 and inp.info["split"] == "test"
-    assert inp.cache_name and inp.cache_name.startswith("gan_ssl-fashion-mnist_test-1x32x32-n10000-")
+    assert inp.cache_name and inp.cache_name.startswith("gan_ssl-p2-fashion-mnist_test-1x32x32-n10000-")
     assert torch.equal(inp.dataset[0], load_images("fashion-mnist", "test", 32, 1, limit=1).images[0])
 
 
@@ -315,16 +315,17 @@ def test_fid_evaluator_uses_cached_reference_and_keeps_rng(fmnist_small: ImageDa
 
     cfg = tiny_cfg("eval.every=2", "eval.n=64", "eval.probe=false")
     evaluate = metrics.fid_evaluator(cfg, fmnist_small)
-    run = api.load_run(tiny_run)
-    st = SimpleNamespace(cfg=cfg, G_ema=run.G_ema, D=run.D, aux=run.aux, device=torch.device("cpu"), step=4)
+    bundle = api.load(tiny_run)
     torch.manual_seed(123)
-    r1 = evaluate(st)
+    r1 = evaluate(bundle)
     after = torch.rand(1)
     torch.manual_seed(123)
     assert torch.equal(torch.rand(1), after)  # the evaluator did not consume the training RNG
-    assert list(r1) == [FID] and r1[FID] > 0
-    assert any("stat-fid" in p.name for p in (env / "fidelity_cache").iterdir())
-    assert evaluate(st) == r1
+    key = "fid64_train[fashion-mnist-cnn]"  # named for what it is: 64 samples vs the training split
+    assert list(r1) == [key] and r1[key] > 0 and metrics.fid_key(2000, "train", "fashion-mnist-cnn") == "fid2k_train[fashion-mnist-cnn]"
+    names = [p.name for p in (env / "fidelity_cache").iterdir() if "stat-fid" in p.name]
+    assert names and all(f"-p{metrics.PREPROCESSING_VERSION}-" in n and "-float64-tf" in n for n in names)
+    assert evaluate(bundle) == r1
 
 
 def test_trainer_logs_fid_and_keeps_best(fmnist_small: ImageData, tmp_path: Path) -> None:
@@ -335,8 +336,26 @@ def test_trainer_logs_fid_and_keeps_best(fmnist_small: ImageData, tmp_path: Path
     out = tmp_path / "run"
     train(tiny_cfg("train.steps=2", "eval.every=1", "eval.n=32", "eval.probe=false"), out, progress=False, data=fmnist_small)
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
-    assert [e["step"] for e in evals] == [1, 2] and all(FID in e["eval"] for e in evals)
-    assert (out / "checkpoints" / "best.pt").is_file()
+    key = "fid32_train[fashion-mnist-cnn]"
+    assert [e["step"] for e in evals] == [1, 2] and all(list(e["eval"]) == [key] for e in evals)
+    best = min(evals, key=lambda e: e["eval"][key])
+    ck = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
+    assert ck["step"] == best["step"] and ck["best"] == {key: best["eval"][key], "step": best["step"]}
+
+
+def test_best_checkpoint_holds_the_lowest_fid_step(fmnist_small: ImageData, tmp_path: Path) -> None:
+    from conftest import tiny_cfg
+
+    from gan_ssl.train import train
+
+    scores = iter([5.0, 3.0, 4.0, 6.0])  # the lowest comes at step 2, then the run gets worse
+    out = tmp_path / "run"
+    train(tiny_cfg("train.steps=4", "eval.every=1"), out, progress=False, data=fmnist_small,
+          evaluators=[lambda bundle: {"fid9_train[x]": next(scores)}])
+    ck = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
+    latest = torch.load(out / "checkpoints" / "latest.pt", weights_only=True)
+    assert ck["step"] == 2 and ck["best"] == {"fid9_train[x]": 3.0, "step": 2} and latest["step"] == 4
+    assert not torch.equal(ck["nets"]["G"]["linear.weight"], latest["nets"]["G"]["linear.weight"])
 
 
 def test_fid_evaluator_fails_early_without_extractor(fmnist_small: ImageData, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

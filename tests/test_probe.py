@@ -118,13 +118,13 @@ def test_cli_probe_checkpoint_with_baselines(tiny_run):
                                  "--label-fraction", "0.1,1.0", "--baseline", "pixels", "--baseline", "random-d", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert set(out["rows"]) == {"discriminator", "pixels", "random-d"} and out["n_train"] == 200 and out["n_test"] == 200
+    assert set(out["rows"]) == {"D", "pixels", "random D"} and out["n_train"] == 200 and out["n_test"] == 200
     for row in out["rows"].values():
         assert set(row["fractions"]) == {"0.1", "1"} and len(row["fractions"]["0.1"]["accs"]) == 2
         assert all(0.0 <= a <= 1.0 for a in row["fractions"]["1"]["accs"])
-    assert out["rows"]["pixels"]["dim"] == 32 * 32 and out["rows"]["discriminator"]["dim"] == 4 * 2 * 8
+    assert out["rows"]["pixels"]["dim"] == 32 * 32 and out["rows"]["D"]["dim"] == 4 * 2 * 8
     table = pr.format_table(out)
-    assert "random-d" in table and "100% labels" in table
+    assert "random D" in table and "100% labels" in table
 
 
 def _export(tiny_run, tmp_path, split: str, n: int):
@@ -138,7 +138,7 @@ def test_cli_probe_feature_files_and_label_mismatch(tiny_run, tmp_path):
     ok = CliRunner().invoke(cli, ["probe", str(train_p), "--test-features", str(test_p), "--data", "fashion-mnist",
                                   "--label-fraction", "1.0", "--seeds", "1", "--json", "--quiet"])
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.output)["rows"]["discriminator"]["checkpoint_sha256"] == fs["checkpoint_sha256"]
+    assert json.loads(ok.output)["rows"]["D"]["checkpoint_sha256"] == fs["checkpoint_sha256"]
     # labels that do not belong to the data: one clear line, exit code 2
     fs["labels"] = fs["labels"].roll(1)
     bad = fe.save_features(fs, tmp_path / "bad.pt")
@@ -163,14 +163,17 @@ def test_feature_file_rows_and_labels_disagree(tmp_path):
 def test_probe_evaluator_restores_mode(tiny_run, fmnist_small):
     from conftest import tiny_cfg
 
+    from gan_ssl import api
+
     cfg = tiny_cfg("eval.probe_n=60")
-    D, _, _ = fe.load_discriminator(tiny_run)
+    bundle = api.load(tiny_run)
+    D = bundle.representation().module
     D.train()
     ev = pr.probe_evaluator(cfg, fmnist_small)
-    out = ev(SimpleNamespace(cfg=cfg, D=D, device=torch.device("cpu"), step=4))
+    out = ev(bundle)
     assert set(out) == {"probe_acc"} and 0.0 <= out["probe_acc"] <= 1.0
     assert D.training
-    assert ev(SimpleNamespace(cfg=cfg, D=D, device=torch.device("cpu"), step=4)) == out  # fixed subsets
+    assert ev(bundle) == out  # fixed subsets
 
 
 def test_probe_evaluator_without_labels_is_off(fmnist_small):

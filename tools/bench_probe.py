@@ -34,13 +34,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.source == "random-d":
         cfg = resolve("configs/ssgan_fmnist.yaml", [])
-        D = fe.random_discriminator(cfg, seed=0)
+        D = fe.random_representation(cfg, seed=0)
     else:
-        D, cfg, _ = fe.load_discriminator(args.source)
+        D, cfg, _ = fe.load_representation(args.source)
     tr = fe.load_data(cfg, "fashion-mnist", "train", args.limit)
     te = fe.load_data(cfg, "fashion-mnist", "test", args.limit)
-    X = fe.discriminator_features(D, tr, None, fe.DEFAULT_POOL, args.grid)[0].numpy()
-    Xt = fe.discriminator_features(D, te, None, fe.DEFAULT_POOL, args.grid)[0].numpy()
+    X = fe.representation_features(D, tr, None, fe.DEFAULT_POOL, args.grid)[0].numpy()
+    Xt = fe.representation_features(D, te, None, fe.DEFAULT_POOL, args.grid)[0].numpy()
     y, yt = tr.labels.numpy(), te.labels.numpy()
     secs: dict[str, list[float]] = {"warm": [], "cold": []}
     acc: dict[str, float] = {}

@@ -139,18 +139,18 @@ def run_setup(name: str, seed: int, args: argparse.Namespace, data: dict[str, An
         data["test"] = fe.load_data(cfg, "fashion-mnist", "test", args.probe_limit)
     row: dict[str, Any] = {"seed": seed, "steps": 0 if name == "random-d" else cfg.train.steps, "probe": {}}
     if name == "random-d":
-        D = fe.random_discriminator(cfg, seed=seed)
+        D = fe.random_representation(cfg, seed=seed)
         row["fid"] = {"fid": None, "note": "no generator"}
     else:
         ckpt = train_setup(name, cfg, out, not args.quiet)
-        D, _, _ = fe.load_discriminator(ckpt)
+        D, _, _ = fe.load_representation(ckpt)
         sec = out / "train_seconds.json"
         row["train_seconds"] = json.loads(sec.read_text())["seconds"] if sec.is_file() else None
     fractions = tuple(float(f) for f in args.fractions.split(","))
     for grid, tag in tags.items():
         def do_probe(grid: int = grid) -> dict[str, Any]:
-            a, _, _ = fe.discriminator_features(D, data["train"], None, fe.DEFAULT_POOL, grid, progress=not args.quiet)
-            b, _, _ = fe.discriminator_features(D, data["test"], None, fe.DEFAULT_POOL, grid, progress=not args.quiet)
+            a, _, _ = fe.representation_features(D, data["train"], None, fe.DEFAULT_POOL, grid, progress=not args.quiet)
+            b, _, _ = fe.representation_features(D, data["test"], None, fe.DEFAULT_POOL, grid, progress=not args.quiet)
             return run_probe(a, data["train"].labels, b, data["test"].labels, fractions, args.seeds, not args.quiet)
 
         row["probe"][str(grid)] = _cached(out / f"{tag}.json", do_probe)

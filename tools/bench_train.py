@@ -16,20 +16,19 @@ from pathlib import Path
 import torch
 
 from gan_ssl.config import resolve
-from gan_ssl.data import load_images
-from gan_ssl.train import build_state, make_objective, train_step
+from gan_ssl.data import ImageData, load_images
+from gan_ssl.train import build_state, train_step
 
 
-def _setup(path: Path, overrides: list[str], images: torch.Tensor):
+def _setup(path: Path, overrides: list[str], data: ImageData):
     cfg = resolve(path, overrides)
-    st = build_state(cfg, images.shape[0])
-    return cfg, st, make_objective(st), images.to(st.device)
+    return cfg, build_state(cfg, data)
 
 
-def _time(st, obj, images, n: int) -> float:
+def _time(st, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
-        train_step(st, obj, images)
+        train_step(st)
     if st.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -46,24 +45,27 @@ def main() -> None:
     configs = args.configs or sorted(Path("configs").glob("*.yaml"))
     data = load_images("fashion-mnist", "train", 32, 1, limit=4096)
     for path in configs:
-        base = _setup(path, args.overrides, data.images)
+        base = _setup(path, args.overrides, data)
         runs = {"base": base}
         if args.vs:
-            runs["variant"] = _setup(path, args.overrides + [args.vs], data.images)
+            runs["variant"] = _setup(path, args.overrides + [args.vs], data)
         secs = {k: 0.0 for k in runs}
-        for k, (_, st, obj, imgs) in runs.items():
-            _time(st, obj, imgs, 3)  # warm-up
+        images = {k: 0 for k in runs}
+        for k, (_, st) in runs.items():
+            _time(st, 3)  # warm-up
         rounds = args.rounds if args.vs else 1
         for _ in range(rounds):
-            for k, (_, st, obj, imgs) in runs.items():
-                secs[k] += _time(st, obj, imgs, args.steps)
+            for k, (_, st) in runs.items():
+                before = st.images
+                secs[k] += _time(st, args.steps)
+                images[k] += st.images - before
         cfg = base[0]
         n = args.steps * rounds
         rec = {
-            "config": str(path), "model": cfg.model.name, "device": cfg.train.device, "threads": torch.get_num_threads(),
+            "config": str(path), "family": cfg.family, "model": cfg.model.name, "device": cfg.train.device, "threads": torch.get_num_threads(),
             "batch_size": cfg.train.batch_size, "n_dis": cfg.train.n_dis, "rotation": cfg.aux.rotation.d_weight > 0,
             "s_per_step": round(secs["base"] / n, 4),
-            "img_s": round(n * cfg.train.batch_size * cfg.train.n_dis / secs["base"], 1),
+            "img_s": round(images["base"] / secs["base"], 1),
             "est_min_per_2000_steps": round(secs["base"] / n * 2000 / 60, 1),
         }
         if args.vs:

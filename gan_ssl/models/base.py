@@ -56,3 +56,24 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_feature(x)[0]
+
+
+@torch.no_grad()
+def refresh_bn_stats(G: Generator, device: torch.device | str, n_batches: int = 8, batch_size: int = 64, seed: int = 0) -> None:
+    """Recompute G's BatchNorm running statistics for its current weights ("standing statistics",
+    Brock et al. 2019) from a fixed-seed set of latents, so eval-mode sampling matches averaged weights.
+    Leaves G in eval mode; the global RNG is untouched."""
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    G.train()
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n_batches):
+        G(G.sample_z(batch_size, g, device))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    G.eval()

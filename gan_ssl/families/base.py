@@ -1,0 +1,185 @@
+"""The family protocol: what a training recipe declares so that the one loop (`gan_ssl.train`) can run it.
+
+A family owns
+    nets        named trainable networks            {"G": ..., "D": ..., "aux": ...}
+    optimizers  one per trainable group             {"G": Adam(G), "D": Adam(D + aux)}
+    emas        named averaged copies of a net      {"G_ema": EMA(G)}
+    buffers     fixed tensors saved with the run    {"fixed_z": [64, z_dim]}
+    phases      what one loop step runs, in order   [Phase("D", ...), Phase("Dreg", ...), Phase("G", ...)]
+and answers `schedule(state)` (per-step values such as a level of detail or a learning rate),
+`make_inputs(batch, generator)` (seeded per-batch inputs: masks, low-resolution copies), `grid()`
+(the sample grid), `sample(...)` and `representation(name)` (what evaluators read). The loop knows
+none of the names: it reads them from these declarations.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from gan_ssl.ema import EMA
+from gan_ssl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gan_ssl.config import Config
+
+Batch = dict[str, torch.Tensor]  # image [B, C, H, W] float in [-1, 1], label [B], index [B], + family keys
+Logs = dict[str, torch.Tensor]
+
+
+class StepContext:
+    """What a phase function may read of the loop: the step, per-step schedule values, AMP and backward.
+
+    `backward(loss)` goes through the loop's gradient scaler; `autocast()` is AMP or a no-op.
+    """
+
+    def __init__(self, device: torch.device, autocast: Callable[[], contextlib.AbstractContextManager],
+                 backward: Callable[[torch.Tensor], None]) -> None:
+        self.device, self.autocast, self.backward = device, autocast, backward
+        self.step = 0  # loop steps done before this one
+        self.images = 0  # real images drawn so far
+        self.sched: dict[str, float] = {}
+        self.counters: dict[str, int] = {}
+
+
+PhaseFn = Callable[[Batch | None, StepContext], Logs]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One kind of optimizer step.
+
+    name:   also the prefix of its logged loss (`d_loss` for "D").
+    nets:   networks it trains (requires_grad on; every other net is frozen while it runs).
+    opt:    the optimizer it steps.
+    fn:     (batch or None, context) -> {"loss": ..., terms to log}; does its own forward and backward.
+    every:  runs at loop steps where step % every == 0.
+    repeat: runs per due step (n_dis for a discriminator), each with a fresh batch.
+    lazy:   lazy-regularisation constant its loss is scaled by (StyleGAN2's R1 every 16 D steps: 16).
+    batch:  draws a real batch (False: fn gets None, e.g. a G phase that only samples z).
+    """
+
+    name: str
+    nets: tuple[str, ...]
+    opt: str
+    fn: PhaseFn
+    every: int = 1
+    repeat: int = 1
+    lazy: float = 1.0
+    batch: bool = True
+
+
+@dataclass
+class Representation:
+    """A frozen feature extractor: images [B, C, H, W] in [-1, 1] -> named maps [B, C', H', W'] or [B, F].
+
+    `layers` is what "all" means; `known` lists every name `features` can return.
+    """
+
+    name: str
+    module: nn.Module
+    features: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    layers: list[str]
+    known: list[str] = field(default_factory=list)
+
+
+class Family:
+    """Base class of a training recipe (see the module docstring). Subclasses set the class attributes
+    and fill nets, optimizers, emas, buffers and phases in __init__; `training=False` builds networks only."""
+
+    name: ClassVar[str] = "family"
+    loss_config: ClassVar[type]
+    default_model: ClassVar[str]
+    representations: ClassVar[tuple[str, ...]] = ()  # names `representation` takes; the first is the default
+    sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options `sample` takes (truncation, ...)
+
+    def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
+        self.cfg, self.device, self.training = cfg, torch.device(device), training
+        self.nets: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.emas: dict[str, tuple[str, EMA]] = {}  # ema name -> (source net name, EMA)
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.phases: list[Phase] = []
+
+    # --- configuration -------------------------------------------------------------------------
+    @classmethod
+    def validate(cls, cfg: "Config") -> None:
+        """Cross-key rules of this family's config; raise ConfigError with what to change."""
+
+    # --- the loop's hooks ----------------------------------------------------------------------
+    def schedule(self, ctx: StepContext) -> dict[str, float]:
+        """Per-step values (level of detail, alpha, lr, batch_size, ...), logged and read by phases."""
+        return {}
+
+    def make_inputs(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """Add the family's inputs to a batch (mask, low_res) from a per-batch seeded generator."""
+        return batch
+
+    def ema_module(self, name: str) -> nn.Module:
+        return self.emas[name][1].module
+
+    def update_emas(self, step: int) -> None:
+        for src, ema in self.emas.values():
+            ema.update(self.nets[src], step)
+
+    def prepare_eval(self) -> None:
+        """Bring averaged networks up to date for sampling (e.g. BatchNorm standing statistics)."""
+
+    def grid(self) -> torch.Tensor:
+        """The fixed-input sample grid [N, C, H, W] in [-1, 1]."""
+        raise NotImplementedError
+
+    def state_extra(self) -> dict[str, Any]:
+        """Family state beyond nets, EMAs, optimizers and buffers (tensors, numbers, strings only)."""
+        return {}
+
+    def load_state_extra(self, state: dict[str, Any]) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for `gan-ssl info` (resolution, level of detail, ...)."""
+        return {}
+
+    # --- what evaluators read ------------------------------------------------------------------
+    def sample(self, n: int, seed: int = 0, batch_size: int = 256, **options: Any) -> torch.Tensor:
+        """n images as uint8 [n, C, H, W]; the same seed gives the same images at any batch size."""
+        raise NotImplementedError
+
+    def representation(self, name: str | None = None) -> Representation:
+        raise NotImplementedError
+
+    def check_sample_options(self, options: dict[str, Any]) -> None:
+        bad = [k for k in options if k not in self.sample_options]
+        if bad:
+            takes = ", ".join(self.sample_options) or "none"
+            raise ConfigError(f"{self.name} sampling takes no option {bad[0]!r} (options: {takes})")
+
+    def check_representation(self, name: str | None) -> str:
+        if not self.representations:
+            raise ConfigError(f"family {self.name} exports no features")
+        name = name or self.representations[0]
+        if name not in self.representations:
+            raise ConfigError(f"family {self.name} has no network {name!r} to export features from; "
+                              f"it has: {', '.join(self.representations)}")
+        return name
+
+
+FAMILIES: dict[str, type[Family]] = {}
+
+
+def register_family(name: str) -> Callable[[type[Family]], type[Family]]:
+    """Decorator: register a Family subclass under `name`; duplicates and non-families fail loudly."""
+
+    def deco(cls: type[Family]) -> type[Family]:
+        if name in FAMILIES:
+            raise ValueError(f"family {name!r} is already registered")
+        if not (isinstance(cls, type) and issubclass(cls, Family)):
+            raise TypeError(f"family {name!r} must subclass Family")
+        FAMILIES[name] = cls
+        cls.name = name
+        return cls
+
+    return deco
