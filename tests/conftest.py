@@ -10,7 +10,7 @@ import torch
 from gan_ssl.config import Config, resolve
 from gan_ssl.data import ImageData, load_images
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(int(os.environ.get("GAN_SSL_TEST_THREADS", min(2, os.cpu_count() or 1))))  # 1 when sharing the CPU
 
 TINY = [
     "data.limit=512",
