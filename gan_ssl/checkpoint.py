@@ -92,11 +92,13 @@ _V1_MODEL_KEYS = {"dcgan": ("z_dim", "g_width", "d_width", "spectral_norm"), "sn
 
 def migrate_v1_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """A version-1 config dict in today's schema, keeping what it trained with: the gan family, only the keys
-    its model takes, and the EMA without a ramp (beta from step 0, as version 1 did)."""
+    its model takes, the EMA without a ramp (beta from step 0, as version 1 did) and its precision (amp -> bf16/fp16)."""
     model = dict(cfg.get("model", {}))
     name = model.get("name", "sngan")
     model = {k: v for k, v in model.items() if k == "name" or k in _V1_MODEL_KEYS.get(name, tuple(model))}
-    train = {**cfg.get("train", {}), "ema_ramp": "none"}
+    train = {k: v for k, v in cfg.get("train", {}).items() if k != "amp"}
+    amp = bool(cfg.get("train", {}).get("amp", False))
+    train.update(ema_ramp="none", precision=("fp16" if str(train.get("device", "cpu")).startswith("cuda") else "bf16") if amp else "fp32")
     return {**cfg, "family": "gan", "model": model, "train": train}
 
 

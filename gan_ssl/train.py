@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # Config keys that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("train.steps", "train.minutes", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
-                     "train.log_every", "train.sample_grid", "train.device", "train.amp", "train.threads",
+                     "train.log_every", "train.sample_grid", "train.device", "train.precision", "train.threads",
                      "train.channels_last", "data.workers", "data.storage", "data.max_memory_gb", "eval.")
 
 Evaluator = Callable[[Bundle], dict[str, float]]
@@ -49,7 +49,8 @@ class TrainState(StepContext):
     RNG and gradient-scaler state, the best evaluation and the training seconds spent so far."""
 
     def __init__(self, cfg: Config, family: Family, stream: BatchStream, scaler: torch.amp.GradScaler, device: torch.device) -> None:
-        super().__init__(device, _autocast_factory(device, cfg.train.amp), lambda loss: scaler.scale(loss).backward())
+        self.precision = resolve_precision(cfg.train.precision, device)
+        super().__init__(device, _autocast_factory(device, self.precision), lambda loss: scaler.scale(loss).backward())
         self.cfg, self.family, self.stream, self.scaler = cfg, family, stream, scaler
         self.counters = {p.name: 0 for p in family.phases}
         self.best: dict[str, float] = {}
@@ -73,10 +74,31 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _autocast_factory(device: torch.device, enabled: bool) -> Callable[[], contextlib.AbstractContextManager]:
-    if not enabled:
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has native bf16 dot products (x86 avx512_bf16 or amx_bf16; read from /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """fp32 | bf16 | fp16 for a `train.precision` value on `device` (auto: bf16 where the chip computes it natively)."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cpu" and native_bf16_cpu() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.precision=fp16 needs a CUDA device (it scales gradients); on {device.type} use bf16 or fp32")
+    return precision
+
+
+def _autocast_factory(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """Autocast to bf16/fp16 (weights and optimizer states stay fp32), or a no-op for fp32."""
+    if precision == "fp32":
         return contextlib.nullcontext
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
@@ -87,7 +109,7 @@ def build_state(cfg: Config, source: ImageData | FolderSource) -> TrainState:
     family = FAMILIES[cfg.family](cfg, device, training=True)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     stream = BatchStream(source, cfg.train.batch_size, cfg.seed, device, fmt, family.make_inputs, cfg.data.workers)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(cfg.train.precision, device) == "fp16")
     return TrainState(cfg, family, stream, scaler, device)
 
 
@@ -111,7 +133,7 @@ def state_dict(st: TrainState) -> dict[str, Any]:
         "data": st.stream.state_dict(),
         "rng": rng,
         "best": dict(st.best),
-        "meta": {"torch": str(torch.__version__), "time": time.time()},
+        "meta": {"torch": str(torch.__version__), "time": time.time(), "precision": st.precision, "device": str(st.device)},
     }
 
 

@@ -290,3 +290,31 @@ def test_minutes_budget_stops_and_resumes(tmp_path, fmnist_small):
     train(tiny_cfg("train.steps=100000", "train.minutes=0.004", "train.ckpt_every=0"), tmp_path, resume=True, progress=False, data=fmnist_small)
     ck2 = ckpt_io.load(tmp_path)
     assert ck2["step"] > ck["step"] and ck2["elapsed"] >= 0.24
+
+
+def test_precision_resolution(monkeypatch):
+    from gan_ssl import train as train_mod
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_mod, "native_bf16_cpu", lambda: True)
+    assert train_mod.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(train_mod, "native_bf16_cpu", lambda: False)
+    assert train_mod.resolve_precision("auto", cpu) == "fp32"  # no native bf16: emulated bf16 is not assumed to win
+    assert train_mod.resolve_precision("bf16", cpu) == "bf16" and train_mod.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        train_mod.resolve_precision("fp16", cpu)
+
+
+def test_bf16_run_records_its_precision_and_keeps_fp32_weights(tmp_path, fmnist_small):
+    train(tiny_cfg("train.precision=bf16", "train.steps=2"), tmp_path, progress=False, data=fmnist_small)
+    ck = ckpt_io.load(tmp_path)
+    assert ck["meta"]["precision"] == "bf16"
+    assert all(v.dtype == torch.float32 for k, v in _flat_state(ck).items() if isinstance(v, torch.Tensor) and v.is_floating_point())
+
+
+def test_v1_amp_becomes_precision():
+    from gan_ssl.checkpoint import migrate_v1_config
+
+    assert migrate_v1_config({"train": {"amp": True, "device": "cpu"}})["train"]["precision"] == "bf16"
+    assert migrate_v1_config({"train": {"amp": True, "device": "cuda:0"}})["train"]["precision"] == "fp16"
+    assert migrate_v1_config({"train": {"amp": False}})["train"] == {"ema_ramp": "none", "precision": "fp32"}

@@ -31,8 +31,9 @@ def _n_up(resolution: int) -> int:
 class GBlock(nn.Module):
     """Pre-activation up-sampling residual block: [B, Cin, H, W] (+ z) -> [B, Cout, 2H, 2W]."""
 
-    def __init__(self, cin: int, cout: int, z_dim: int, self_modulation: bool) -> None:
+    def __init__(self, cin: int, cout: int, z_dim: int, self_modulation: bool, upsample: str = "nearest") -> None:
         super().__init__()
+        self.mode = upsample
         self.bn1 = modulated_bn(cin, z_dim, self_modulation)
         self.conv1 = xavier(nn.Conv2d(cin, cout, 3, 1, 1), _SQRT2)
         self.bn2 = modulated_bn(cout, z_dim, self_modulation)
@@ -41,18 +42,26 @@ class GBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.bn1(x, z))
-        h = self.conv1(F.interpolate(h, scale_factor=2, mode="nearest"))
+        h = self.conv1(self._up(h))
         h = self.conv2(F.relu(self.bn2(h, z)))
-        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return h + self.shortcut(self._up(x))
+
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "nearest":
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class SNGANGenerator(Generator):
-    def __init__(self, resolution: int = 32, channels: int = 1, z_dim: int = 128, width: int = 64, self_modulation: bool = True) -> None:
+    def __init__(self, resolution: int = 32, channels: int = 1, z_dim: int = 128, width: int = 64, self_modulation: bool = True,
+                 upsample: str = "nearest") -> None:
         super().__init__()
         self.z_dim, self.resolution, self.channels, self.width = z_dim, resolution, channels, width
         self.self_modulation = self_modulation
         self.linear = xavier(nn.Linear(z_dim, 4 * 4 * width))
-        self.blocks = nn.ModuleList(GBlock(width, width, z_dim, self_modulation) for _ in range(_n_up(resolution)))
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be nearest or bilinear, got {upsample!r}")
+        self.blocks = nn.ModuleList(GBlock(width, width, z_dim, self_modulation, upsample) for _ in range(_n_up(resolution)))
         self.bn = modulated_bn(width, z_dim, self_modulation)
         self.to_rgb = xavier(nn.Conv2d(width, channels, 3, 1, 1))
 
@@ -110,9 +119,13 @@ class SNGANDiscriminator(Discriminator):
 
 
 @register_model("sngan")
-def sngan(resolution: int = 32, channels: int = 1, z_dim: int = 128, g_width: int = 64, d_width: int = 64, self_modulation: bool = True) -> tuple[SNGANGenerator, SNGANDiscriminator]:
-    """SN-GAN ResNet G (self-modulated BN unless `self_modulation=False`) and spectral-normalised ResNet D."""
+def sngan(resolution: int = 32, channels: int = 1, z_dim: int = 128, g_width: int = 64, d_width: int = 64, self_modulation: bool = True,
+          upsample: str = "nearest") -> tuple[SNGANGenerator, SNGANDiscriminator]:
+    """SN-GAN ResNet G (self-modulated BN unless `self_modulation=False`) and spectral-normalised ResNet D.
+
+    z_dim 128, widths 256 (G) / 128 (D) in the papers; `upsample` nearest (SN-GAN's chainer code) or bilinear
+    (Mimicry's GBlock, for like-for-like comparisons)."""
     return (
-        SNGANGenerator(resolution, channels, z_dim, g_width, self_modulation),
+        SNGANGenerator(resolution, channels, z_dim, g_width, self_modulation, upsample),
         SNGANDiscriminator(resolution, channels, d_width, spectral_norm=True),
     )
