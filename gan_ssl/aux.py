@@ -1,8 +1,8 @@
 """Self-supervised auxiliary tasks on the discriminator.
 
-An AuxTask owns its head (trained with D's optimizer) and adds a loss to the D phase (`d_weight`,
-on real images) and/or the G phase (`g_weight`, on generated images); it is built only when a weight
-is above 0. A task asks for extra images (`extra_inputs`) that D sees in the *same* forward pass as
+An AuxTask owns its head (trained with D's optimizer) and adds a loss on one or more *sides*:
+"d" (D phase, real images), "d_fake" (D phase, generated images) and "g" (G phase, generated images),
+weighted by `weight(side)`; it is built only when a weight is above 0. A task asks for extra images (`extra_inputs`) that D sees in the *same* forward pass as
 the upright batch, so a BatchNorm D normalises them together and a spectral-norm D uses one sigma;
 the real/fake loss reads only the upright rows.
 
@@ -12,6 +12,15 @@ G is rewarded when D can tell the rotation of its *generated* images (weight alp
 Protocols: `all` (each image in all four rotations, the paper's), `split` (a quarter of the batch in
 each rotation, Mimicry's), `one` (one random rotation per image). Upright copies reuse the features of
 the adversarial pass; only rotated images cost an extra D row.
+
+Label augmentation (SSGAN-LA): Hou, Shen, Sun, Dong, Li, "Self-Supervised GANs with Label Augmentation",
+NeurIPS 2021. One 2K-way head (K = 4 rotations): a real image rotated by k is class 2k, a fake rotated by k
+is class 2k + 1; D minimises CE on both; G minimises CE(fake_k, 2k) - CE(fake_k, 2k + 1).
+
+Contrastive D (ContraD): Jeong & Shin, "Training GANs with Stronger Augmentations via Contrastive
+Discriminator", ICLR 2021. D's trunk learns only from NT-Xent between two SimCLR views of each real image
+and a supervised-contrastive term that pulls fakes together and away from reals; the real/fake score is a
+small head on stop-gradient features (`adversarial_logits`), which the family uses instead of D's head.
 """
 from __future__ import annotations
 
@@ -21,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_ssl.augment import simclr_view
 from gan_ssl.layers import maybe_sn
+from gan_ssl.losses import nt_xent, supcon_fakes
 from gan_ssl.models.base import Discriminator
 
 AUX_TASKS: dict[str, type["AuxTask"]] = {}
@@ -44,9 +55,10 @@ def register_aux(name: str) -> Callable[[type["AuxTask"]], type["AuxTask"]]:
 class AuxTask(nn.Module):
     """One auxiliary objective over D's pooled features.
 
-    `extra_inputs(x)` returns (images [E, C, H, W], context) that D runs on together with x; `loss(side,
+    `extra_inputs(x, side)` returns (images [E, C, H, W], context) that D runs on together with x; `loss(side,
     upright, extra, context)` gets D's penultimate features of the upright batch [B, F] and of the extra
-    images [E, F] and returns (weighted loss, logs). `side` is "d" (real images) or "g" (fakes).
+    images [E, F] and returns (weighted loss, logs). `side` is "d" (reals), "d_fake" (fakes in the D phase) or
+    "g" (fakes in the G phase).
     """
 
     name = "aux"
@@ -56,9 +68,14 @@ class AuxTask(nn.Module):
         self.d_weight, self.g_weight = float(d_weight), float(g_weight)
 
     def weight(self, side: str) -> float:
-        return self.d_weight if side == "d" else self.g_weight
+        """The weight of this task's loss on a side ("d", "d_fake" or "g"); 0 switches that side off."""
+        return {"d": self.d_weight, "g": self.g_weight}.get(side, 0.0)
 
-    def extra_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    def adversarial_logits(self, feats: torch.Tensor, side: str) -> torch.Tensor | None:
+        """Real/fake logits [B] from D's pooled features [B, F], for a task that replaces D's own head (None: it does not)."""
+        return None
+
+    def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
     def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
@@ -108,7 +125,7 @@ class RotationTask(AuxTask):
         self.protocol = protocol
         self.head = maybe_sn(nn.Linear(D.feature_dim, 4), D.spectral_norm)
 
-    def extra_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
         assert x.ndim == 4 and x.shape[2] == x.shape[3], f"rotation needs square images, got {tuple(x.shape)}"
         if self.protocol == "all":
             images, _ = rotate_batch(x, (1, 2, 3))  # [3B, ...]
@@ -117,16 +134,17 @@ class RotationTask(AuxTask):
         images, labels, rows = rotate_by_label(x, k)
         return images, (k, labels)
 
-    def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
+    def rotated_features(self, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of every rotated copy [N, F] and its rotation k [N] (all: N = 4B; split/one: N = B)."""
         B = upright.shape[0]
         if self.protocol == "all":
-            feats = torch.cat([upright, extra])  # [4B, F], grouped by k
-            labels = torch.arange(4, device=upright.device).repeat_interleave(B)
-        else:
-            k, extra_labels = context
-            keep = k == 0
-            feats = torch.cat([upright[keep], extra])  # [B, F]: the k = 0 rows reuse the upright features
-            labels = torch.cat([k[keep], extra_labels])
+            return torch.cat([upright, extra]), torch.arange(4, device=upright.device).repeat_interleave(B)  # grouped by k
+        k, extra_labels = context
+        keep = k == 0
+        return torch.cat([upright[keep], extra]), torch.cat([k[keep], extra_labels])  # the k = 0 rows reuse the upright features
+
+    def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
+        feats, labels = self.rotated_features(upright, extra, context)
         logits = self.head(feats)  # [N, 4]
         ce = F.cross_entropy(logits.float(), labels)
         acc = (logits.detach().argmax(1) == labels).float().mean()
@@ -134,12 +152,82 @@ class RotationTask(AuxTask):
         return self.weight(side) * ce, {f"rot_{side}": ce.detach(), f"rot_acc_{tag}": acc}
 
 
+@register_aux("label_aug")
+class LabelAugTask(RotationTask):
+    """SSGAN-LA: a 2K-way head (K = 4) over (real/fake, rotation). Real rotated by k -> class 2k, fake -> 2k + 1."""
+
+    def __init__(self, D: Discriminator, d_weight: float = 1.0, g_weight: float = 1.0, protocol: str = "all") -> None:
+        super().__init__(D, d_weight, g_weight, protocol)
+        self.head = maybe_sn(nn.Linear(D.feature_dim, 8), D.spectral_norm)
+
+    def weight(self, side: str) -> float:
+        return {"d": self.d_weight, "d_fake": self.d_weight, "g": self.g_weight}.get(side, 0.0)
+
+    def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
+        feats, k = self.rotated_features(upright, extra, context)
+        logits = self.head(feats).float()  # [N, 8]
+        real_cls, fake_cls = 2 * k, 2 * k + 1
+        if side == "g":  # G: look like a real image of the same rotation, not like a fake one
+            loss = F.cross_entropy(logits, real_cls) - F.cross_entropy(logits, fake_cls)
+            acc = (logits.detach().argmax(1) == real_cls).float().mean()
+            return self.g_weight * loss, {"la_g": loss.detach(), "la_fooled": acc}
+        target = real_cls if side == "d" else fake_cls
+        ce = F.cross_entropy(logits, target)
+        acc = (logits.detach().argmax(1) == target).float().mean()
+        tag = "real" if side == "d" else "fake"
+        return self.d_weight * ce, {f"la_{tag}": ce.detach(), f"la_acc_{tag}": acc}
+
+
+def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(), nn.Linear(hidden, cout))
+
+
+@register_aux("contrastive")
+class ContrastiveTask(AuxTask):
+    """ContraD: NT-Xent on two SimCLR views of each real image (projection `proj_real`), a supervised-contrastive
+    term on fakes against the reals' views (projection `proj_fake`, weight `fake_weight`), and the real/fake
+    logits from a small MLP on stop-gradient features in the D phase (G's gradient flows through the trunk)."""
+
+    def __init__(self, D: Discriminator, d_weight: float = 1.0, g_weight: float = 0.0, fake_weight: float = 1.0,
+                 temperature: float = 0.1, proj_dim: int = 128) -> None:
+        super().__init__(D, d_weight, g_weight)
+        f = D.feature_dim
+        self.fake_weight, self.temperature = float(fake_weight), float(temperature)
+        self.proj_real, self.proj_fake = _mlp(f, f, proj_dim), _mlp(f, f, proj_dim)
+        self.disc = _mlp(f, max(f // 2, 16), 1)
+        self._real_views: torch.Tensor | None = None  # the D phase's real views, projected by proj_fake, for the fake term
+
+    def weight(self, side: str) -> float:
+        return {"d": self.d_weight, "d_fake": self.d_weight * self.fake_weight}.get(side, 0.0)
+
+    def adversarial_logits(self, feats: torch.Tensor, side: str) -> torch.Tensor | None:
+        return self.disc(feats.detach() if side != "g" else feats).squeeze(1)
+
+    def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
+        """Two SimCLR views of each real image on side "d" ([2B, ...]); nothing extra for fakes (their upright
+        features are used)."""
+        if side == "d":
+            return torch.cat([simclr_view(x), simclr_view(x)]), None
+        return x[:0], None
+
+    def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
+        if side == "d":
+            v1, v2 = extra.float().chunk(2)  # [B, F] each
+            loss = nt_xent(self.proj_real(v1), self.proj_real(v2), self.temperature)
+            self._real_views = self.proj_fake(v1)
+            return self.d_weight * loss, {"con_real": loss.detach()}
+        assert side == "d_fake" and self._real_views is not None, "the fake term needs the real views of the same D phase"
+        loss = supcon_fakes(self.proj_fake(upright.float()), self._real_views, self.temperature)
+        self._real_views = None
+        return self.d_weight * self.fake_weight * loss, {"con_fake": loss.detach()}
+
+
 def build_aux_tasks(aux_cfg: Any, D: Discriminator) -> nn.ModuleDict:
     """Tasks whose config section has a weight above 0, keyed by name."""
     tasks = nn.ModuleDict()
     for name, cls in AUX_TASKS.items():
         sub = getattr(aux_cfg, name, None)
-        if sub is not None and (sub.d_weight > 0 or sub.g_weight > 0):
-            extra = {k: v for k, v in vars(sub).items() if k not in ("d_weight", "g_weight")}
-            tasks[name] = cls(D, d_weight=sub.d_weight, g_weight=sub.g_weight, **extra)
+        if sub is not None and (sub.d_weight > 0 or getattr(sub, "g_weight", 0.0) > 0):
+            kwargs = dict(vars(sub))
+            tasks[name] = cls(D, **kwargs)
     return tasks

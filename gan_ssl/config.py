@@ -44,8 +44,26 @@ class RotationConfig:
 
 
 @dataclass
+class LabelAugConfig:
+    d_weight: float = 0.0  # SSGAN-LA (Hou et al. 2021): D's CE over 2K classes (real rotated by k: 2k, fake: 2k+1); 0 = off
+    g_weight: float = 0.0  # G's CE(fake_k, 2k) - CE(fake_k, 2k+1); the paper uses 1.0 for both
+    protocol: str = "all"  # all: 4 rotations of every image (the paper's) | one: one random k per image (about no-aux cost) | split
+
+
+@dataclass
+class ContrastiveConfig:
+    d_weight: float = 0.0  # ContraD (Jeong & Shin 2021): NT-Xent on two SimCLR views of reals; > 0 moves the real/fake score
+    # onto a small head over stop-gradient features, so D's trunk learns only from the contrastive terms
+    fake_weight: float = 1.0  # lambda_con: the supervised-contrastive term on fakes (fakes one class, reals negatives)
+    temperature: float = 0.1  # tau of both terms, the paper's
+    proj_dim: int = 128  # projection-head output size
+
+
+@dataclass
 class AuxConfig:
     rotation: RotationConfig = field(default_factory=RotationConfig)
+    label_aug: LabelAugConfig = field(default_factory=LabelAugConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
 
 
 @dataclass
@@ -70,6 +88,7 @@ class TrainConfig:
     sample_grid: int = 64  # images in each sample grid
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
     channels_last: bool = True  # NHWC memory format (tools/bench_train.py measures it per config)
+    diffaug: str = ""  # DiffAugment policy for D's inputs, real and fake, both phases: translation,cutout (+ color for RGB); "" = off
     precision: str = "auto"  # fp32 | bf16 (autocast) | fp16 (autocast + grad scaling, CUDA) | auto: bf16 where the chip has native
     # bf16 math (CPU flags avx512_bf16/amx_bf16: 1.6x faster DCGAN steps on an AMD EPYC here; CUDA with bf16), else fp32
     threads: int = 0  # torch intra-op threads (0 = torch's default)
@@ -104,6 +123,7 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.storage": ("auto", "memory", "stream"),
     "aux.rotation.protocol": ("all", "split", "one"),
+    "aux.label_aug.protocol": ("all", "split", "one"),
     "train.ema_ramp": ("step", "none"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
 }
@@ -116,6 +136,12 @@ _RANGES: dict[str, tuple[float, float]] = {
     "data.workers": (0, 64),
     "aux.rotation.d_weight": (0, math.inf),
     "aux.rotation.g_weight": (0, math.inf),
+    "aux.label_aug.d_weight": (0, math.inf),
+    "aux.label_aug.g_weight": (0, math.inf),
+    "aux.contrastive.d_weight": (0, math.inf),
+    "aux.contrastive.fake_weight": (0, math.inf),
+    "aux.contrastive.temperature": (1e-4, 100),
+    "aux.contrastive.proj_dim": (1, 65536),
     "train.steps": (1, 10**9),
     "train.minutes": (0, 10**7),
     "train.batch_size": (2, 10**6),

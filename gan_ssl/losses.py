@@ -43,3 +43,28 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real images; `real` must require grad."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """SimCLR's NT-Xent (Chen et al. 2020): z1, z2 [B, D] are two views' projections; each row's positive is
+    its other view, the other 2B - 2 rows are negatives. Cosine similarities over `temperature`."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # [2B, D]
+    n = z1.shape[0]
+    sim = z @ z.t() / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def supcon_fakes(fake: torch.Tensor, real: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """ContraD's supervised-contrastive term on fakes (Jeong & Shin 2021, after Khosla et al. 2020): fake
+    projections [B, D] are one class (positives of each other), real projections [M, D] the negatives.
+    Mean over anchors of -mean_p log(exp(s_ip) / sum_{a != i} exp(s_ia))."""
+    f, r = F.normalize(fake, dim=1), F.normalize(real, dim=1)
+    n = f.shape[0]
+    sim_ff = f @ f.t() / temperature  # [B, B]
+    sim_fr = f @ r.t() / temperature  # [B, M]
+    eye = torch.eye(n, dtype=torch.bool, device=f.device)
+    denom = torch.logsumexp(torch.cat([sim_ff.masked_fill(eye, float("-inf")), sim_fr], dim=1), dim=1, keepdim=True)  # [B, 1]
+    log_prob = (sim_ff - denom).masked_fill(eye, 0.0)
+    return -(log_prob.sum(1) / (n - 1)).mean()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from gan_ssl.augment import diff_augment, parse_policy
 from gan_ssl.aux import AuxTask, build_aux_tasks
 from gan_ssl.data import to_uint8
 from gan_ssl.ema import EMA
@@ -77,6 +78,8 @@ class GANFamily(Family):
         self.d_adv, self.g_adv = ADVERSARIAL[loss.adversarial]
         self.adv_weight = loss.d_adv_weight  # G's adversarial term follows D's: no real/fake head, no signal for G
         self.tasks: list[AuxTask] = list(aux.values())
+        self.diffaug = parse_policy(t.diffaug, cfg.data.channels)
+        self.head_task = next((task for task in self.tasks if type(task).adversarial_logits is not AuxTask.adversarial_logits), None)
         self.joint_pass = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
         if not training:
             return
@@ -87,24 +90,32 @@ class GANFamily(Family):
         self.phases = [Phase("D", ("D", "aux"), "D", self.phase_d, repeat=t.n_dis)]
         if loss.r1_gamma > 0:
             self.phases.append(Phase("Dreg", ("D",), "D", self.phase_dreg, every=loss.r1_every, lazy=loss.r1_every * t.n_dis))
-        if self.adv_weight > 0 or any(task.g_weight > 0 for task in self.tasks):
+        if self.adv_weight > 0 or any(task.weight("g") > 0 for task in self.tasks):
             self.phases.append(Phase("G", ("G",), "G", self.phase_g, batch=False))
 
     @classmethod
     def validate(cls, cfg: "Config") -> None:
-        rot = cfg.aux.rotation
-        if cfg.loss.d_adv_weight == 0 and rot.d_weight == 0:
-            raise ConfigError("D has nothing to learn: loss.d_adv_weight and aux.rotation.d_weight are both 0")
+        aux = cfg.aux
+        if cfg.loss.d_adv_weight == 0 and not any(getattr(aux, n).d_weight > 0 for n in ("rotation", "label_aug", "contrastive")):
+            raise ConfigError("D has nothing to learn: loss.d_adv_weight and every aux.*.d_weight are 0")
+        if (aux.rotation.d_weight > 0 or aux.rotation.g_weight > 0) and (aux.label_aug.d_weight > 0 or aux.label_aug.g_weight > 0):
+            raise ConfigError("aux.rotation (SSGAN) and aux.label_aug (SSGAN-LA) are alternatives: the LA head already predicts the "
+                              "rotation; set the weights of one of them to 0")
+        if aux.contrastive.d_weight > 0 and cfg.loss.d_adv_weight == 0:
+            raise ConfigError("aux.contrastive scores real/fake with a head trained by the adversarial loss; keep loss.d_adv_weight > 0")
+        parse_policy(cfg.train.diffaug, cfg.data.channels)
 
     # --- phases --------------------------------------------------------------------------------
     def _d_pass(self, x: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor, list[tuple[AuxTask, int, Any]]]:
         """D over the upright batch x [B, ...] and every active task's extra images (one pass for a BatchNorm D).
-        Returns (logits of the upright rows [B], features of all rows [B + E, F], [(task, n_extra, context)])."""
+        Returns (real/fake logits of the upright rows [B], features of all rows [B + E, F], [(task, n_extra, context)]).
+        A task with its own real/fake head (ContraD) supplies the logits."""
         parts, extras = [x], []
         for task in self.tasks:
             if task.weight(side) > 0:
-                images, context = task.extra_inputs(x)
-                parts.append(images)
+                images, context = task.extra_inputs(x, side)
+                if images.shape[0]:
+                    parts.append(images)
                 extras.append((task, images.shape[0], context))
         if len(parts) == 1:
             logits, feats = self.D.forward_with_feature(x)
@@ -113,7 +124,14 @@ class GANFamily(Family):
         else:  # batch-independent D: two passes give the same values, and a 4B batch runs ~14% slower on CPU
             logits, feats = self.D.forward_with_feature(x)
             feats = torch.cat([feats, self.D.feature(torch.cat(parts[1:]))])
-        return logits[: x.shape[0]], feats, extras
+        logits = logits[: x.shape[0]]
+        if self.head_task is not None:
+            logits = self.head_task.adversarial_logits(feats[: x.shape[0]], side)
+        return logits, feats, extras
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment of D's inputs (the same policy for reals and fakes, in both phases); identity when off."""
+        return diff_augment(x, self.diffaug) if self.diffaug else x
 
     @staticmethod
     def _aux_terms(side: str, feats: torch.Tensor, batch: int, extras: list[tuple[AuxTask, int, Any]], logs: Logs) -> torch.Tensor:
@@ -127,21 +145,22 @@ class GANFamily(Family):
         return total
 
     def phase_d(self, batch: Batch | None, ctx: StepContext) -> Logs:
-        """Adversarial loss on upright reals and fakes + weighted auxiliary terms on reals."""
+        """Adversarial loss on upright reals and fakes + weighted auxiliary terms on reals (and on fakes for LA/ContraD)."""
         assert batch is not None
-        real = batch["image"]  # [B, C, H, W]
+        real = self.augment(batch["image"])  # [B, C, H, W]
         B, logs = real.shape[0], {}
         with ctx.autocast():
             real_logits, feats, extras = self._d_pass(real, "d")
-            loss = feats.new_zeros(())
-            if self.adv_weight > 0:
+            loss = self._aux_terms("d", feats, B, extras, logs)
+            if self.adv_weight > 0 or any(task.weight("d_fake") > 0 for task in self.tasks):
                 with torch.no_grad():
                     fake = self.G(self.G.sample_z(B, device=ctx.device))
-                fake_logits = self.D(fake)
-                adv = self.d_adv(real_logits.float(), fake_logits.float())
-                loss = loss + self.adv_weight * adv
-                logs.update(d_adv=adv.detach(), d_real=real_logits.detach().float().mean(), d_fake=fake_logits.detach().float().mean())
-            loss = loss + self._aux_terms("d", feats, B, extras, logs)
+                fake_logits, fake_feats, fake_extras = self._d_pass(self.augment(fake), "d_fake")
+                loss = loss + self._aux_terms("d_fake", fake_feats, B, fake_extras, logs)
+                if self.adv_weight > 0:
+                    adv = self.d_adv(real_logits.float(), fake_logits.float())
+                    loss = loss + self.adv_weight * adv
+                    logs.update(d_adv=adv.detach(), d_real=real_logits.detach().float().mean(), d_fake=fake_logits.detach().float().mean())
         ctx.backward(loss)
         logs["loss"] = loss.detach()
         return logs
@@ -163,7 +182,7 @@ class GANFamily(Family):
         B, logs = ctx.sched.get("batch_size", self.cfg.train.batch_size), {}
         with ctx.autocast():
             fake = self.G(self.G.sample_z(int(B), device=ctx.device))  # [B, C, H, W]
-            fake_logits, feats, extras = self._d_pass(fake, "g")
+            fake_logits, feats, extras = self._d_pass(self.augment(fake), "g")
             loss = feats.new_zeros(())
             if self.adv_weight > 0:
                 adv = self.g_adv(fake_logits.float())

@@ -1,0 +1,182 @@
+"""More self-supervision on D: SSGAN-LA labels, the contrastive D's losses and stop-gradient head, DiffAugment ops."""
+import contextlib
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import tiny_cfg
+from gan_ssl.augment import cutout, diff_augment, parse_policy, random_resized_crop, simclr_view, translation
+from gan_ssl.aux import ContrastiveTask, LabelAugTask
+from gan_ssl.config import resolve
+from gan_ssl.errors import ConfigError
+from gan_ssl.families import FAMILIES, StepContext
+from gan_ssl.losses import nt_xent, supcon_fakes
+from gan_ssl.models import build
+
+
+def _ctx():
+    return StepContext(torch.device("cpu"), contextlib.nullcontext, lambda loss: loss.backward())
+
+
+def _D():
+    torch.manual_seed(0)
+    return build("sngan", resolution=32, channels=1, z_dim=16, g_width=8, d_width=8)[1]
+
+
+def test_label_augmentation_targets_for_each_side_and_rotation():
+    D = _D()
+    task = LabelAugTask(D, d_weight=0.5, g_weight=2.0, protocol="all").eval()  # fixed spectral-norm vectors
+    assert task.head.out_features == 8 and task.weight("d") == task.weight("d_fake") == 0.5 and task.weight("g") == 2.0
+    B = 2
+    upright, extra = torch.randn(B, D.feature_dim), torch.randn(3 * B, D.feature_dim)
+    logits = task.head(torch.cat([upright, extra])).float()  # rows grouped by k: 0, 0, 1, 1, 2, 2, 3, 3
+    real_t = torch.tensor([0, 0, 2, 2, 4, 4, 6, 6])  # real rotated by k -> 2k
+    fake_t = real_t + 1  # fake rotated by k -> 2k + 1
+    d_real, _ = task.loss("d", upright, extra, None)
+    d_fake, _ = task.loss("d_fake", upright, extra, None)
+    g, logs = task.loss("g", upright, extra, None)
+    torch.testing.assert_close(d_real, 0.5 * F.cross_entropy(logits, real_t))
+    torch.testing.assert_close(d_fake, 0.5 * F.cross_entropy(logits, fake_t))
+    torch.testing.assert_close(g, 2.0 * (F.cross_entropy(logits, real_t) - F.cross_entropy(logits, fake_t)))
+    assert {"la_g", "la_fooled"} <= set(logs)
+
+
+def test_label_augmentation_one_vs_all_shapes():
+    D = _D()
+    x = torch.randn(8, 1, 32, 32)
+    allt, onet = LabelAugTask(D, protocol="all"), LabelAugTask(D, protocol="one")
+    assert allt.extra_inputs(x)[0].shape == (24, 1, 32, 32)
+    torch.manual_seed(3)
+    images, (k, labels) = onet.extra_inputs(x)
+    assert images.shape[0] == int((k != 0).sum()) < 8 + 1 and sorted(labels.tolist()) == sorted(k[k != 0].tolist())
+    feats, kk = onet.rotated_features(torch.randn(8, D.feature_dim), torch.randn(images.shape[0], D.feature_dim), (k, labels))
+    assert feats.shape[0] == kk.shape[0] == 8  # one rotated copy per image
+
+
+def test_nt_xent_matches_a_hand_computation():
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(3, 4), torch.randn(3, 4)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    tau, total = 0.5, 0.0
+    for i in range(6):
+        pos = (i + 3) % 6
+        num = math.exp(float(z[i] @ z[pos]) / tau)
+        den = sum(math.exp(float(z[i] @ z[j]) / tau) for j in range(6) if j != i)
+        total += -math.log(num / den)
+    assert nt_xent(z1, z2, tau).item() == pytest.approx(total / 6, rel=1e-5)
+
+
+def test_supcon_on_fakes_matches_a_hand_computation():
+    torch.manual_seed(1)
+    f, r = F.normalize(torch.randn(3, 4), dim=1), F.normalize(torch.randn(2, 4), dim=1)
+    tau, total = 0.2, 0.0
+    for i in range(3):
+        den = sum(math.exp(float(f[i] @ f[a]) / tau) for a in range(3) if a != i) + sum(math.exp(float(f[i] @ r[m]) / tau) for m in range(2))
+        total += -sum(math.log(math.exp(float(f[i] @ f[p]) / tau) / den) for p in range(3) if p != i) / 2
+    assert supcon_fakes(f, r, tau).item() == pytest.approx(total / 3, rel=1e-5)
+
+
+def test_contrastive_head_reads_stop_gradient_features_in_the_d_phase_only():
+    D = _D()
+    task = ContrastiveTask(D, d_weight=1.0)
+    feats = torch.randn(4, D.feature_dim, requires_grad=True)
+    d_logits = task.adversarial_logits(feats, "d")
+    assert d_logits.shape == (4,) and torch.autograd.grad(d_logits.sum(), feats, allow_unused=True)[0] is None
+    g_logits = task.adversarial_logits(feats, "g")
+    assert torch.autograd.grad(g_logits.sum(), feats)[0].abs().sum() > 0  # G learns through D's trunk
+    views, _ = task.extra_inputs(torch.rand(4, 1, 32, 32) * 2 - 1, "d")
+    assert views.shape == (8, 1, 32, 32) and task.extra_inputs(torch.zeros(4, 1, 32, 32), "d_fake")[0].shape[0] == 0
+
+
+def test_contrastive_family_trains_d_trunk_only_through_contrastive_terms():
+    torch.manual_seed(0)
+    fam = FAMILIES["gan"](tiny_cfg("aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.contrastive.d_weight=1.0",
+                                   "train.channels_last=false"), "cpu", training=True)
+    assert fam.head_task is not None and [p.name for p in fam.phases] == ["D", "G"]
+    logs = fam.phase_d({"image": torch.rand(8, 1, 32, 32) * 2 - 1}, _ctx())
+    assert {"con_real", "con_fake", "d_adv"} <= set(logs)
+    assert all(p.grad is None for p in fam.D.head.parameters())  # D's own linear head is not used
+    fam.D.zero_grad(), fam.aux.zero_grad()
+    fam.tasks[0].d_weight = 0.0  # without the contrastive terms, the adversarial loss reaches the head but not the trunk
+    fam.phase_d({"image": torch.rand(8, 1, 32, 32) * 2 - 1}, _ctx())
+    trunk = [p.grad for p in fam.D.blocks.parameters()]
+    assert all(g is None or g.abs().sum() == 0 for g in trunk)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fam.aux["contrastive"].disc.parameters())
+
+
+@pytest.mark.parametrize("op", [translation, cutout, random_resized_crop, simclr_view])
+def test_augmentations_keep_shapes_and_gradients(op):
+    torch.manual_seed(0)
+    x = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    y = op(x)
+    assert y.shape == x.shape
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_translation_and_cutout_do_what_they_say():
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 8, 8) + 1  # strictly positive, so zeros mark filled or cut pixels
+    t = translation(x)  # a shift of at most 1 pixel (1/8 of 8), zero-filled
+    for a, b in zip(x, t):
+        shifts = []
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                pad = F.pad(a, (1, 1, 1, 1))
+                shifted = pad[:, 1 + dx : 9 + dx, 1 + dy : 9 + dy]
+                shifts.append(torch.equal(shifted, b))
+        assert any(shifts)
+    c = cutout(x)
+    cut = c == 0
+    assert cut.any(dim=(1, 2, 3)).all() and (cut.sum(dim=(1, 2, 3)) <= 16).all()  # a square of at most half the side
+    torch.testing.assert_close(c[~cut], x[~cut])
+
+
+def test_diffaug_policy_checks():
+    assert parse_policy("translation, cutout", 1) == ["translation", "cutout"] and parse_policy("", 1) == []
+    with pytest.raises(ConfigError, match="rotation.*undercut"):
+        parse_policy("translation,rotation", 1)
+    with pytest.raises(ConfigError, match="needs colour data"):
+        parse_policy("color", 1)
+    with pytest.raises(ConfigError, match="unknown DiffAugment op 'flip'"):
+        parse_policy("flip", 3)
+    x = torch.rand(2, 3, 8, 8)
+    assert diff_augment(x, []) is x and diff_augment(x, ["color", "translation", "cutout"]).shape == x.shape
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["aux.label_aug.d_weight=1"], "are alternatives"),
+    (["train.diffaug=translation,rotation"], "may not hold 'rotation'"),
+    (["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.contrastive.d_weight=1", "loss.d_adv_weight=0"], "keep loss.d_adv_weight"),
+])
+def test_conflicting_settings_exit_2(tmp_path, overrides, message):
+    from click.testing import CliRunner
+
+    from gan_ssl.cli import cli
+
+    with pytest.raises(ConfigError, match=message):
+        resolve("configs/ssgan_fmnist.yaml", overrides)
+    args = ["train", "configs/ssgan_fmnist.yaml", "--out", str(tmp_path / "r")] + [a for o in overrides for a in ("--set", o)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1, r.output
+
+
+@pytest.mark.parametrize("overrides", [
+    ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.label_aug.d_weight=1", "aux.label_aug.g_weight=1", "aux.label_aug.protocol=one"],
+    ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.label_aug.d_weight=1", "aux.label_aug.g_weight=1", "loss.d_adv_weight=0"],
+    ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.contrastive.d_weight=1"],
+    ["train.diffaug=translation,cutout"],
+], ids=["la-one", "la-all-no-gan-loss", "contrastive", "diffaug+rotation"])
+def test_each_method_trains_and_resumes_exactly(tmp_path, fmnist_small, overrides):
+    from test_train import assert_same_run, _small
+
+    from gan_ssl.train import train
+
+    data = _small(fmnist_small, 40)
+    common = ("train.ckpt_every=2", "train.sample_every=2", "data.limit=40", *overrides)
+    train(tiny_cfg("train.steps=4", *common), tmp_path / "full", progress=False, data=data)
+    train(tiny_cfg("train.steps=2", *common), tmp_path / "part", progress=False, data=data)
+    train(tiny_cfg("train.steps=4", *common), tmp_path / "part", resume=True, progress=False, data=data)
+    assert_same_run(tmp_path / "full", tmp_path / "part")
