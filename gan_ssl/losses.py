@@ -43,3 +43,14 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real images; `real` must require grad."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+def d_relativistic_average(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic average D loss (Jolicoeur-Martineau 2019; ESRGAN): real logits should exceed the mean fake
+    logit and fake logits fall below the mean real one. Logits [B] -> scalar."""
+    return F.softplus(-(real - fake.mean())).mean() + F.softplus(fake - real.mean()).mean()
+
+
+def g_relativistic_average(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic average G loss: the same terms with the roles swapped (G also gets a signal from real logits)."""
+    return F.softplus(real - fake.mean()).mean() + F.softplus(-(fake - real.mean())).mean()
