@@ -18,7 +18,6 @@ torchvision's file name, and a path whose hash differs is reported as such, neve
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
 import torch
@@ -170,11 +169,13 @@ class LPIPS(nn.Module):
         super().__init__()
         import contextlib
         import io
+        import warnings
 
         import lpips
 
         self.trunk, self.trunk_sha256, self.trunk_official = find_vgg_trunk(weights)
-        with contextlib.redirect_stdout(io.StringIO()):  # lpips prints its set-up
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # lpips prints its set-up and
+            warnings.simplefilter("ignore", UserWarning)  # calls torchvision's deprecated `pretrained=` argument
             # pnet_rand: build the trunk without torchvision's download; it is loaded from the file below
             self.net = lpips.LPIPS(net="vgg", pnet_rand=True, pretrained=True, verbose=False)
         state = trunk_state(self.trunk)
@@ -196,9 +197,3 @@ class LPIPS(nn.Module):
         if x.shape[1] == 1:
             x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
         return self.net(x, y, normalize=True).flatten()  # normalize: [0, 1] -> [-1, 1] as lpips expects
-
-
-def mean_db(values: torch.Tensor) -> float:
-    """Mean of per-image values as a float (infinite PSNRs of identical images are capped by piq's epsilon)."""
-    v = float(values.double().mean())
-    return v if math.isfinite(v) else float("inf")
