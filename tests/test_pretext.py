@@ -14,6 +14,7 @@ from gan_ssl import checkpoint as ckpt_io
 from gan_ssl.cli import cli
 from gan_ssl.data import BatchStream, ImageData
 from gan_ssl.families.srgan import downsample
+from gan_ssl.models import build
 from gan_ssl.models.srgan import SRGenerator, Upsample2x
 from gan_ssl.train import build_state, train, train_step
 from pretext_helpers import ce_cfg, ce_ckpt, sr_cfg, sr_ckpt  # noqa: F401  (fixtures)
@@ -103,6 +104,29 @@ def test_context_encoder_features_for_the_probe(ce_ckpt, fmnist_small):
     assert fs["features"].shape[0] == 32 and fs["net"] == "encoder" and torch.isfinite(fs["features"]).all()
     r = probe.probe(ce_ckpt, "fashion-mnist", fractions=(1.0,), seeds=1, baselines=("pixels",), limit=60, net="D")
     assert set(r["rows"]) == {"D", "pixels"}
+
+
+@pytest.mark.parametrize("resolution,channels", [(32, 1), (32, 3), (64, 3)])
+@pytest.mark.parametrize("name", ["context_encoder", "srgan"])
+def test_conditional_models_shapes_features_backward(name, resolution, channels):
+    kw = {"width": 8, "bottleneck": 16} if name == "context_encoder" else {"g_width": 8, "n_blocks": 1}
+    G, D = build(name, resolution=resolution, channels=channels, d_width=8, **kw)
+    x = torch.rand(4, channels, resolution, resolution) * 2 - 1
+    if name == "context_encoder":
+        mask = torch.zeros(4, 1, resolution, resolution)
+        mask[..., : resolution // 2, :] = 1
+        out = G(x * (1 - mask), mask)
+        codes = G.encoder.features(x)
+        assert codes["code"].shape == (4, 16, 1, 1) and codes["block1"].shape == (4, 8, resolution // 2, resolution // 2)
+    else:
+        out = G(torch.nn.functional.avg_pool2d(x, 2))
+    assert out.shape == x.shape
+    feats = D.features(out)
+    assert D(out).shape == (4,) and feats["penultimate"].shape == (4, D.feature_dim)
+    (D(out).mean() + out.mean()).backward()
+    for net in (G, D):
+        grads = [p.grad for p in net.parameters() if p.requires_grad]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
 # ---- SRGAN ---------------------------------------------------------------------------------------
