@@ -220,3 +220,14 @@ def test_pretext_commands_refuse_other_checkpoints(ce_ckpt, sr_ckpt, tiny_run, t
                          (("eval-inpaint", tiny_run), "is a gan checkpoint"), (("sample", ce_ckpt, "--out", tmp_path / "s.npy"), "gan-ssl inpaint")]:
         code, out, err = run_cli(*args)
         assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, (args, err)
+
+
+def test_cli_defaults_are_the_api_defaults():
+    from gan_ssl import pretext
+
+    for name, keys in {"inpaint": ("mask", "seed", "limit", "batch_size"), "super-resolve": ("limit", "batch_size"),
+                       "eval-inpaint": ("mask", "split", "n", "seed", "nn_database", "batch_size"),
+                       "eval-sr": ("split", "n", "batch_size")}.items():
+        opts = {p.name: p.default for p in cli.commands[name].params}
+        for k in keys:
+            assert opts[k] == pretext.DEFAULTS[k], (name, k)
