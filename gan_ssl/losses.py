@@ -68,3 +68,14 @@ def supcon_fakes(fake: torch.Tensor, real: torch.Tensor, temperature: float = 0.
     denom = torch.logsumexp(torch.cat([sim_ff.masked_fill(eye, float("-inf")), sim_fr], dim=1), dim=1, keepdim=True)  # [B, 1]
     log_prob = (sim_ff - denom).masked_fill(eye, 0.0)
     return -(log_prob.sum(1) / (n - 1)).mean()
+
+
+def d_relativistic_average(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic average D loss (Jolicoeur-Martineau 2019; ESRGAN): real logits should exceed the mean fake
+    logit and fake logits fall below the mean real one. Logits [B] -> scalar."""
+    return F.softplus(-(real - fake.mean())).mean() + F.softplus(fake - real.mean()).mean()
+
+
+def g_relativistic_average(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic average G loss: the same terms with the roles swapped (G also gets a signal from real logits)."""
+    return F.softplus(real - fake.mean()).mean() + F.softplus(-(fake - real.mean())).mean()

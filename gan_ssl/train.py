@@ -1,12 +1,13 @@
 """The one training loop: runs a family's named phases on a schedule and knows no network by name.
 
-One loop step: `family.schedule(state)`, then every phase that is due (`step % every == 0`), `repeat`
-times each: freeze every net but the phase's, draw a batch if it wants one, zero its optimizer's
-gradients, run its function (forward + backward) with spectral-norm weights cached for the phase (one
-power iteration per update, one sigma for every forward of the phase), step the optimizer. Then the
-EMAs are updated and the step counter moves on. Around the steps: metrics.jsonl, sample grids, in-training
-evaluation, atomic checkpoints, a NaN guard, a wall-clock budget (`train.minutes`), and Ctrl-C handled at
-the next step boundary, so an interrupted and resumed run is bit-identical to an uninterrupted one.
+One loop step: `family.schedule(state)`, then every phase that is due (`step % every == 0` and its
+`when(schedule)`, if any, holds), `repeat` times each: freeze every net but the phase's, draw a batch
+if it wants one, zero its optimizer's gradients, run its function (forward + backward) with
+spectral-norm weights cached for the phase (one power iteration per update, one sigma for every
+forward of the phase), step the optimizer. Then the EMAs are updated and the step counter moves on.
+Around the steps: metrics.jsonl, sample grids, in-training evaluation, atomic checkpoints, a NaN guard,
+a wall-clock budget (`train.minutes`), and Ctrl-C handled at the next step boundary, so an interrupted
+and resumed run is bit-identical to an uninterrupted one.
 
 Run directory:
     config.yaml, metrics.jsonl, samples/step_NNNNNN.png, checkpoints/{latest,step_NNNNNN,best}.pt
@@ -320,7 +321,7 @@ def train_step(st: TrainState, meter: _Meter | None = None) -> None:
     st.sched = fam.schedule(st)
     bs = int(st.sched.get("batch_size", st.cfg.train.batch_size))
     for ph in fam.phases:
-        if st.step % ph.every == 0:
+        if ph.due(st.step, st.sched):
             for _ in range(ph.repeat):
                 run_phase(st, ph, bs, meter)
     fam.update_emas(st.step)

@@ -8,7 +8,7 @@ from gan_ssl.models import MODELS, Discriminator, Generator, build, register_mod
 torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(n for n, m in MODELS.items() if m.family == "gan"))  # noise -> image models
 @pytest.mark.parametrize("resolution,channels", [(32, 1), (32, 3), (64, 3)])
 def test_shapes_features_backward(name, resolution, channels):
     G, D = build(name, resolution=resolution, channels=channels, z_dim=16, g_width=8, d_width=8)
@@ -48,6 +48,7 @@ def _sigma(module: torch.nn.Module) -> float:
 
 @pytest.mark.parametrize("name,kwargs", [("sngan", {}), ("dcgan", {"spectral_norm": True})])
 def test_spectral_norm_active(name, kwargs):
+    torch.manual_seed(0)  # 20 power iterations reach sigma 1 +- 0.05 for most draws, not all: fix the draw, whatever ran before
     _, D = build(name, resolution=32, channels=1, z_dim=16, g_width=8, d_width=16, **kwargs)
     assert D.spectral_norm
     layers = [m for m in D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and hasattr(m, "parametrizations")]

@@ -60,6 +60,8 @@ class Phase:
     repeat: runs per due step (n_dis for a discriminator), each with a fresh batch.
     lazy:   lazy-regularisation constant its loss is scaled by (StyleGAN2's R1 every 16 D steps: 16).
     batch:  draws a real batch (False: fn gets None, e.g. a G phase that only samples z).
+    when:   runs only while when(sched) is true, given the step's schedule values (e.g. a pre-training
+            stage: `lambda s: s["stage"] == 0`); None = whenever `every` says.
     """
 
     name: str
@@ -70,6 +72,11 @@ class Phase:
     repeat: int = 1
     lazy: float = 1.0
     batch: bool = True
+    when: Callable[[dict[str, float]], bool] | None = None
+
+    def due(self, step: int, sched: dict[str, float]) -> bool:
+        """Whether this phase runs at loop step `step` with the step's schedule values."""
+        return step % self.every == 0 and (self.when is None or bool(self.when(sched)))
 
 
 @dataclass

@@ -1,0 +1,162 @@
+"""The `context_encoder` family: inpainting as a pretext task (Pathak et al., CVPR 2016, section 3).
+
+Batches carry `mask` [B, 1, H, W] (1 = hole), drawn per sample by `make_inputs` from the stream's
+per-batch generator, so a resumed run sees the same holes. G reads the image with its hole filled by the
+data mean (`loss.fill`) plus the mask, and predicts the image; the completion is the prediction inside
+the hole and the original context outside.
+
+Phases (`gan_ssl.families.conditional`): "G_pre" (reconstruction only, the first `loss.pretrain_steps`
+steps), then "D" (real images vs completed images) and "G":
+    L = lambda_rec * L_rec + lambda_adv * L_adv,   lambda_rec = 0.999, lambda_adv = 0.001   (eq. 1-3)
+    L_rec = sum_p w_p (G(x')_p - x_p)^2 / sum_p w_p,  w = 1 in the hole, `overlap_weight` on the ring of
+            context `overlap` px around it (the paper's overlap, weighted 10x), 0 elsewhere.
+Representations: "encoder" (G's encoder on full images, nothing hidden) and "D".
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from gan_ssl.errors import ConfigError
+from gan_ssl.families.base import Batch, Logs, Phase, Representation, StepContext, register_family
+from gan_ssl.families.conditional import ConditionalFamily, adversarial, pretraining
+from gan_ssl.families.gan import d_representation
+from gan_ssl.losses import ADVERSARIAL
+from gan_ssl.masks import MASKS, apply_mask, composite, draw_masks, overlap_ring
+from gan_ssl.models import build_model
+
+if TYPE_CHECKING:
+    from gan_ssl.config import Config
+
+FMNIST_MEAN = -0.562  # mean pixel of 32-px padded Fashion-MNIST train (0.219 in [0, 1]) mapped to [-1, 1]
+
+
+@dataclass
+class ContextEncoderLoss:
+    rec_weight: float = 0.999  # lambda_rec of Pathak et al. (eq. 3)
+    adv_weight: float = 0.001  # lambda_adv of Pathak et al.; 0 = reconstruction only (no D phase)
+    adversarial: str = "ns"  # ns: the paper's (non-saturating) GAN loss | hinge
+    mask: str = "center"  # holes trained on: center (the paper's central region) | blocks | region | mixed
+    overlap: int = 1  # ring of context (px) also reconstructed: the paper's 4 px at 128 px, scaled to 32 px
+    overlap_weight: float = 5.0  # loss weight of ring pixels (paper: 10); the 1 px ring around a 16 px hole has 68 px, so 5 keeps the hole ~43% of the loss
+    fill: float = FMNIST_MEAN  # value of hole pixels in G's input: the training set's mean pixel in [-1, 1] (eval-inpaint prints it)
+    pretrain_steps: int = 0  # loop steps of reconstruction only (phase G_pre) before D and G start
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"adversarial": tuple(ADVERSARIAL), "mask": MASKS}
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {"rec_weight": (0, float("inf")), "adv_weight": (0, float("inf")),
+                                                         "overlap": (0, 64), "overlap_weight": (0, float("inf")),
+                                                         "fill": (-1, 1), "pretrain_steps": (0, 10**9)}
+
+
+@register_family("context_encoder")
+class ContextEncoderFamily(ConditionalFamily):
+    loss_config = ContextEncoderLoss
+    default_model = "context_encoder"
+    representations = ("encoder", "D")
+
+    def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
+        super().__init__(cfg, device, training)
+        t, loss = cfg.train, cfg.loss
+        G, D = build_model(cfg)
+        self.G, self.D = G.to(self.device), D.to(self.device)
+        self.nets = {"G": self.G, "D": self.D}
+        self.buffers["grid_mask"] = torch.zeros(self.grid_k, 1, cfg.data.resolution, cfg.data.resolution, device=self.device)
+        self.d_adv, self.g_adv = ADVERSARIAL[loss.adversarial]
+        if not training:
+            return
+        self.optimizers = {"G": torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1_g, t.beta2_g)),
+                           "D": torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1_d, t.beta2_d))}
+        if loss.pretrain_steps > 0:
+            self.phases.append(Phase("G_pre", ("G",), "G", self.phase_g_pre, when=pretraining))
+        if loss.adv_weight > 0:
+            self.phases.append(Phase("D", ("D",), "D", self.phase_d, repeat=t.n_dis, when=adversarial))
+        self.phases.append(Phase("G", ("G",), "G", self.phase_g, when=adversarial))
+
+    @classmethod
+    def validate(cls, cfg: "Config") -> None:
+        if cfg.loss.rec_weight == 0 and cfg.loss.adv_weight == 0:
+            raise ConfigError("G has nothing to learn: loss.rec_weight and loss.adv_weight are both 0")
+
+    # --- inputs and losses ---------------------------------------------------------------------
+    def make_inputs(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """Adds `mask` [B, 1, H, W] (1 = hole), one per sample, of kind `loss.mask`."""
+        x = batch["image"]
+        mask = draw_masks(self.cfg.loss.mask, x.shape[0], x.shape[2], x.shape[3], generator)
+        return {**batch, "mask": mask.to(x.device)}
+
+    def context(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What G sees of the image: [B, C, H, W] with the hole set to the fill value (no hole pixel leaks)."""
+        return apply_mask(image, mask, self.cfg.loss.fill)
+
+    def reconstruction(self, pred: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Weighted masked L2 over the hole and its overlap ring (see the module docstring); scalar."""
+        loss = self.cfg.loss
+        w = mask + loss.overlap_weight * overlap_ring(mask, loss.overlap)  # [B, 1, H, W]
+        err = (pred.float() - image.float()).square() * w
+        return err.sum() / (w.sum() * image.shape[1]).clamp_min(1.0)
+
+    def _rec_logs(self, batch: Batch, ctx: StepContext, adv: bool) -> Logs:
+        x, mask = batch["image"], batch["mask"]
+        self.remember_grid(batch, grid_mask=mask)
+        loss_cfg, logs = self.cfg.loss, {}
+        with ctx.autocast():
+            pred = self.G(self.context(x, mask), mask)  # [B, C, H, W]
+            rec = self.reconstruction(pred, x, mask)
+            loss = loss_cfg.rec_weight * rec
+            if adv:
+                fake_logits = self.D(composite(pred, x, mask))
+                g_adv = self.g_adv(fake_logits.float())
+                loss = loss + loss_cfg.adv_weight * g_adv
+                logs["g_adv"] = g_adv.detach()
+        ctx.backward(loss)
+        logs.update(loss=loss.detach(), rec=rec.detach())
+        return logs
+
+    def phase_g_pre(self, batch: Batch | None, ctx: StepContext) -> Logs:
+        """Reconstruction only (pre-training stage)."""
+        assert batch is not None
+        return self._rec_logs(batch, ctx, adv=False)
+
+    def phase_g(self, batch: Batch | None, ctx: StepContext) -> Logs:
+        """lambda_rec * L_rec + lambda_adv * L_adv(D(completed image))."""
+        assert batch is not None
+        return self._rec_logs(batch, ctx, adv=self.cfg.loss.adv_weight > 0)
+
+    def phase_d(self, batch: Batch | None, ctx: StepContext) -> Logs:
+        """D tells real images from completed ones (the prediction pasted into the real context)."""
+        assert batch is not None
+        x, mask = batch["image"], batch["mask"]
+        with ctx.autocast():
+            with torch.no_grad():
+                fake = composite(self.G(self.context(x, mask), mask), x, mask)
+            real_logits, fake_logits = self.D(x), self.D(fake)
+            loss = self.d_adv(real_logits.float(), fake_logits.float())
+        ctx.backward(loss)
+        return {"loss": loss.detach(), "d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+
+    # --- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def complete(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, completion) of images [B, C, H, W] in [-1, 1] with holes mask [B, 1, H, W]; G as it is
+        (eval mode for a loaded bundle). The completion keeps every context pixel of `image`."""
+        pred = self.G(self.context(image, mask), mask).float().clamp(-1, 1)
+        return pred, composite(pred, image, mask)
+
+    def grid_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, mask = self.buffers["grid_image"], self.buffers["grid_mask"]
+        _, done = self.complete(x, mask)
+        return self.context(x, mask), done, x
+
+    def representation(self, name: str | None = None) -> Representation:
+        name = self.check_representation(name)
+        if name == "D":
+            return d_representation(self.D)
+        enc = self.G.encoder
+        layers = list(enc.blocks.keys())
+        return Representation("encoder", enc, lambda x: enc.features(x), layers, layers)
+
+    def describe(self) -> dict[str, Any]:
+        return {"resolution": self.cfg.data.resolution, "mask": self.cfg.loss.mask, "loss": dataclasses.asdict(self.cfg.loss)}
