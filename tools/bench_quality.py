@@ -232,8 +232,11 @@ def table(summary: dict[str, dict[str, Any]], minutes: float, threads: int) -> s
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+Entry = tuple[str, "str | None", list[str]]  # (name, config path or None for the canonical DCGAN, extra overrides)
+
+
+def parser(doc: str = __doc__) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("configs", nargs="*", help="gan_ssl YAML configs [default: configs/ssgan_fmnist.yaml]")
     ap.add_argument("--minutes", type=float, default=10.0, help="training minutes per entry")
     ap.add_argument("--steps", type=int, default=0, help="train exactly this many steps instead of --minutes (for screening "
@@ -250,16 +253,25 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_quality"))
     ap.add_argument("--fresh", action="store_true", help="retrain even when a cached result exists")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args()
-    from gan_ssl.data import load_images
+    return ap
 
-    images = load_images("fashion-mnist", "train", 32, 1).images
+
+def entries_of(args: argparse.Namespace) -> list[Entry]:
+    """The canonical DCGAN (unless --no-baseline), each config, then each --variant of the first config."""
     configs = args.configs or ["configs/ssgan_fmnist.yaml"]
-    entries: list[tuple[str, str | None, list[str]]] = [] if args.no_baseline else [(CANONICAL, None, [])]
+    entries: list[Entry] = [] if args.no_baseline else [(CANONICAL, None, [])]
     entries += [(_entry_name(c, args.tag), c, []) for c in configs]
     for v in args.variant:
         vname, _, over = v.partition(":")
         entries.append((_entry_name(configs[0], args.tag) + f"+{vname}", configs[0], [o for o in over.split(",") if o]))
+    return entries
+
+
+def run_bench(entries: list[Entry], args: argparse.Namespace, json_name: str = "bench_quality.json") -> dict[str, Any]:
+    """Every entry at every seed, one after the other; then the summary table, the side-by-side PNG and the JSON."""
+    from gan_ssl.data import load_images
+
+    images = load_images("fashion-mnist", "train", 32, 1).images
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for name, config, extra in entries:
@@ -273,11 +285,17 @@ def main() -> None:
     side_by_side(grids, png)
     text = table(summary, args.minutes, args.threads) if not args.steps else table(summary, 0, args.threads).replace(
         "0 training minutes each", f"{args.steps} steps each")
-    result = {"minutes": args.minutes, "threads": args.threads, "n": args.n, "rows": rows, "summary": summary, "grid_png": str(png),
-              "order": [n for n, _, _ in entries]}
-    (args.out / "bench_quality.json").write_text(json.dumps(result, indent=1))
+    result = {"minutes": args.minutes, "steps": args.steps, "threads": args.threads, "n": args.n, "rows": rows, "summary": summary,
+              "grid_png": str(png), "order": [n for n, _, _ in entries], "table": text}
+    (args.out / json_name).write_text(json.dumps(result, indent=1))
     print(text)
     print(f"grids (left to right: {', '.join(n for n, _, _ in entries)}): {png}")
+    return result
+
+
+def main() -> None:
+    args = parser().parse_args()
+    run_bench(entries_of(args), args)
 
 
 if __name__ == "__main__":
