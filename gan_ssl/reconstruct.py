@@ -29,8 +29,9 @@ def pick(n_images: int, n: int, seed: int) -> torch.Tensor:
 
 
 def reconstruct(ckpt: str | Path, spec: str, n: int = 16, out: str | Path | None = None, split: str = "test", seed: int = 0,
-                ema: bool = True, device: str = "cpu") -> dict[str, Any]:
-    """Reconstruct n seeded-random images of `spec` (`split`) with a checkpoint's encoder and EMA generator.
+                ema: bool = True, sample: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Reconstruct n seeded-random images of `spec` (`split`) with a checkpoint's encoder and EMA generator;
+    z = a draw mu + sigma * eps (eps from `seed`), or E's mean when not `sample`.
 
     Returns {pairs: uint8 [n, 2, C, H, W], indices: [n], mse: mean squared error in [-1, 1] units, out, ...};
     with `out`, writes a PNG grid whose rows alternate image and reconstruction (x | G(E(x)) | x | ...).
@@ -44,11 +45,12 @@ def reconstruct(ckpt: str | Path, spec: str, n: int = 16, out: str | Path | None
     data = load_images(spec, split, d.resolution, d.channels, d.root)
     idx = pick(len(data), n, seed)
     x = to_float(data.images[idx])  # [n, C, H, W] in [-1, 1]
-    x_hat = fam.reconstruct(x, ema=ema).float().cpu()
+    x_hat = fam.reconstruct(x, ema=ema, sample=sample, seed=seed).float().cpu()
     assert x_hat.shape == x.shape, (x_hat.shape, x.shape)
     pairs = torch.stack([data.images[idx], to_uint8(x_hat)], dim=1)  # [n, 2, C, H, W]
     result: dict[str, Any] = {"checkpoint": str(api.checkpoint_file(ckpt)), "step": bundle.step, "data": spec, "split": split,
-                              "n": n, "seed": seed, "generator": "G_ema" if ema else "G", "indices": idx.tolist(),
+                              "n": n, "seed": seed, "generator": "G_ema" if ema else "G",
+                              "z": "sample" if sample else "mean", "indices": idx.tolist(),
                               "mse": float((x_hat.clamp(-1, 1) - x).square().mean()), "pairs": pairs, "out": None}
     if out is not None:
         result["out"] = str(save_pairs(pairs, out))

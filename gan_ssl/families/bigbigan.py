@@ -168,16 +168,22 @@ class BigBiGANFamily(Family):
         return generate(self.ema_module("G_ema"), n, seed, batch_size, self.device)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, ema: bool = True) -> torch.Tensor:
-        """G(E(x)) with E's mean (no sampling) and the EMA generator (or the trained one when not `ema`).
-        x [B, C, H, W] in [-1, 1] -> [B, C, H, W] in [-1, 1]; E runs in eval mode and is put back as found."""
+    def reconstruct(self, x: torch.Tensor, ema: bool = True, sample: bool = True, seed: int = 0) -> torch.Tensor:
+        """G(E(x)): x [B, C, H, W] in [-1, 1] -> [B, C, H, W] in [-1, 1], with the EMA generator (or the trained one
+        when not `ema`). z = mu + sigma * eps with eps drawn from `seed` (the global RNG is untouched), as G was
+        trained on; or E's mean when not `sample` (|mu| is below the prior's sqrt(z_dim), so early in training G maps
+        it to faint images). E runs in eval mode and is put back as found."""
         G = self.ema_module("G_ema") if ema else self.G
         was = self.E.training
         self.E.eval()
         try:
-            return G(self.E(x.to(self.device), deterministic=True))
+            mu, sigma = self.E.encode(x.to(self.device))  # [B, z_dim] each
         finally:
             self.E.train(was)
+        if sample:
+            eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed)).to(mu)
+            mu = mu + sigma * eps
+        return G(mu)
 
     def representation(self, name: str | None = None) -> Representation:
         name = self.check_representation(name)

@@ -6,8 +6,11 @@ E: a small pre-activation ResNet (BatchNorm) on x, globally average-pooled ("poo
    softplus standard deviation of z; E(x) = mu + sigma * eps (reparameterised), or mu when deterministic.
 D: three parts over a pair (x, z) (paper section 2, eq. 1-2):
      F  the SN-GAN ResNet discriminator trunk on x (spectral norm); its linear head gives the unary score s_x
-     H  an MLP on z (spectral norm); a linear head gives the unary score s_z
-     J  an MLP on [F(x), H(z)] (spectral norm); a linear head gives the joint score s_xz
+     H  a residual MLP on z (spectral norm); a linear head gives the unary score s_z
+     J  a residual MLP on [F(x) * j_x_scale, H(z)] (spectral norm); a linear head gives the joint score s_xz
+F sum-pools an 8x8 map (SN-GAN), which makes |F(x)| ~ 13 |H(z)|; with F(x) unscaled, J's ReLUs were gated by x alone
+and J learned an additive a(x) + b(z): shuffling z across a batch left s_xz unchanged after 700 steps, so E got no
+signal about which z goes with which x. `j_x_scale` (1/8 = 1/sqrt(64)) brings the two inputs to one scale.
 """
 from __future__ import annotations
 
@@ -120,11 +123,21 @@ class Encoder(nn.Module):
         return mu + sigma * torch.randn_like(mu)
 
 
-def _mlp(cin: int, width: int, layers: int, sn: bool) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    for i in range(layers):
-        mods += [maybe_sn(xavier(nn.Linear(cin if i == 0 else width, width)), sn), nn.ReLU()]
-    return nn.Sequential(*mods)
+class ResMLP(nn.Module):
+    """[B, cin] -> [B, width]: a spectral-normalised linear layer, then `layers - 1` residual blocks
+    h <- h + W relu(h) (spectral norm), then ReLU. The skips keep the output's scale near the input's, so that
+    H(z) is not dwarfed by F(x) in J's input (the paper's H and J are MLPs with skip connections)."""
+
+    def __init__(self, cin: int, width: int, layers: int) -> None:
+        super().__init__()
+        self.inp = maybe_sn(xavier(nn.Linear(cin, width)), True)
+        self.blocks = nn.ModuleList(maybe_sn(xavier(nn.Linear(width, width)), True) for _ in range(layers - 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for lin in self.blocks:
+            h = h + lin(F.relu(h))
+        return F.relu(h)
 
 
 class JointDiscriminator(nn.Module):
@@ -134,12 +147,13 @@ class JointDiscriminator(nn.Module):
     rotation task attaches to it like to any `Discriminator`. Every layer is spectral-normalised.
     """
 
-    def __init__(self, F_net: SNGANDiscriminator, z_dim: int, h_width: int = 256, j_width: int = 256, mlp_layers: int = 2) -> None:
+    def __init__(self, F_net: SNGANDiscriminator, z_dim: int, h_width: int = 256, j_width: int = 256, mlp_layers: int = 2,
+                 j_x_scale: float = 0.125) -> None:
         super().__init__()
-        self.F = F_net
-        self.H = _mlp(z_dim, h_width, mlp_layers, True)
+        self.F, self.j_x_scale = F_net, j_x_scale
+        self.H = ResMLP(z_dim, h_width, mlp_layers)
         self.z_head = maybe_sn(xavier(nn.Linear(h_width, 1)), True)
-        self.J = _mlp(F_net.feature_dim + h_width, j_width, mlp_layers, True)
+        self.J = ResMLP(F_net.feature_dim + h_width, j_width, mlp_layers)
         self.xz_head = maybe_sn(xavier(nn.Linear(j_width, 1)), True)
         self.spectral_norm = True
 
@@ -154,7 +168,7 @@ class JointDiscriminator(nn.Module):
             if "z" in terms:
                 out["z"] = self.z_head(hz).squeeze(1)
             if "xz" in terms:
-                out["xz"] = self.xz_head(self.J(torch.cat([fx, hz], dim=1))).squeeze(1)
+                out["xz"] = self.xz_head(self.J(torch.cat([fx * self.j_x_scale, hz], dim=1))).squeeze(1)
         return out
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, terms: tuple[str, ...] = SCORES) -> dict[str, torch.Tensor]:
@@ -174,9 +188,10 @@ def bigbigan(resolution: int = 32, channels: int = 1,
              e_stochastic: bool = True,  # E(x) = mu + sigma * eps (BigBiGAN); False = mu (BiGAN's deterministic E)
              h_width: int = 256,  # width of H, the MLP on z (paper: 2048; small data needs far less)
              j_width: int = 256,  # width of J, the MLP on [F(x), H(z)]
-             mlp_layers: int = 2,  # hidden layers of H and of J (paper: 8 with skips)
+             mlp_layers: int = 2,  # linear layers of H and of J, all but the first residual (paper: 8 with skips)
+             j_x_scale: float = 0.125,  # J reads F(x) times this: F sum-pools an 8x8 map, so unscaled F(x) is ~13x |H(z)| and J learned to ignore z; 1/sqrt(64) balances them
              ) -> tuple[SNGANGenerator, Encoder, JointDiscriminator]:
     """BigBiGAN at any resolution 4 * 2^k >= 16: (G, E, D) with G and F from the SN-GAN builder."""
     G, F_net = sngan(resolution, channels, z_dim, g_width, d_width, self_modulation)
     E = Encoder(resolution, channels, z_dim, e_width, e_depth, e_head_width, e_bn_crelu, e_stochastic)
-    return G, E, JointDiscriminator(F_net, z_dim, h_width, j_width, mlp_layers)
+    return G, E, JointDiscriminator(F_net, z_dim, h_width, j_width, mlp_layers, j_x_scale)
