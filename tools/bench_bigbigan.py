@@ -226,8 +226,8 @@ def main() -> None:
                     "nn1": nn1_accuracy(a, y, b, yt)}
 
         rows[name] = _cached(where, compute)
-        print(f"[{name}] probe {', '.join(f'{k}: {100 * v['mean']:.2f}' for k, v in rows[name]['probe']['fractions'].items())}; "
-              f"1-NN {100 * rows[name]['nn1']:.2f}", flush=True)
+        cells = ", ".join(f"{k}: {100 * v['mean']:.2f}" for k, v in rows[name]["probe"]["fractions"].items())
+        print(f"[{name}] probe {cells}; 1-NN {100 * rows[name]['nn1']:.2f}", flush=True)
 
     result: dict[str, Any] = {"minutes": args.minutes, "threads": args.threads, "seed": args.seed, "seeds": args.seeds,
                               "n_train": len(data["train"]), "n_test": len(data["test"]), "runs": runs, "rows": rows}

@@ -131,8 +131,7 @@ class BigBiGANFamily(Family):
         assert batch is not None
         x = batch["image"]
         with ctx.autocast():
-            mu, sigma = self.E.encode(x)  # [B, z_dim] each
-            z_hat = mu if not self.E.stochastic else mu + sigma * torch.randn_like(mu)
+            z_hat, mu, sigma = self.E.sample(x)  # [B, z_dim] each
             with torch.no_grad():
                 fx = self.D.F.feature(x)  # F(x) carries no gradient to E
             s = self.D.scores(fx, z_hat, self._terms("z", "xz"))

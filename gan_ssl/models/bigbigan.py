@@ -114,13 +114,17 @@ class Encoder(nn.Module):
         mu, pre = h.chunk(2, dim=1)
         return mu, F.softplus(pre)
 
-    def forward(self, x: torch.Tensor, deterministic: bool | None = None) -> torch.Tensor:
-        """z [B, z_dim]: mu + sigma * eps (eps ~ N(0, I) from torch's global RNG), or mu when deterministic
-        (default: the encoder's `stochastic` setting decides)."""
+    def sample(self, x: torch.Tensor, deterministic: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z, mu, sigma), each [B, z_dim]: z = mu + sigma * eps (eps ~ N(0, I) from torch's global RNG), or mu when
+        deterministic (default: the encoder's `stochastic` setting decides)."""
         mu, sigma = self.encode(x)
         if deterministic if deterministic is not None else not self.stochastic:
-            return mu
-        return mu + sigma * torch.randn_like(mu)
+            return mu, mu, sigma
+        return mu + sigma * torch.randn_like(mu), mu, sigma
+
+    def forward(self, x: torch.Tensor, deterministic: bool | None = None) -> torch.Tensor:
+        """z [B, z_dim] (see `sample`)."""
+        return self.sample(x, deterministic)[0]
 
 
 class ResMLP(nn.Module):
