@@ -52,7 +52,7 @@ def hinge(s: torch.Tensor, y: float) -> torch.Tensor:
 
 def bigan_d_hinge(real: dict[str, torch.Tensor], fake: dict[str, torch.Tensor],
                   weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """BigBiGAN's discriminator loss (Donahue & Simonyan 2019, eq. 3-4): a hinge per score,
+    """BigBiGAN's discriminator loss (Donahue & Simonyan 2019, section 2): a hinge per score,
     sum_k w_k [h(s_k(x, E(x))) + h(-s_k(G(z), z))] over k in {x, z, xz}.
 
     real, fake: scores {"x", "z", "xz"} -> [B]; a term whose weight is 0 is left out (its score may be absent).

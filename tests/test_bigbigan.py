@@ -23,7 +23,19 @@ from gan_ssl.models.bigbigan import Encoder, JointDiscriminator
 from gan_ssl.models.sngan import SNGANDiscriminator, SNGANGenerator
 from gan_ssl.probe import probe
 from gan_ssl.train import build_state, run_phase, train, train_step
-from test_train import _metrics, assert_same_run
+
+
+def _metrics(run):
+    from test_train import _metrics as metrics  # imported when run, not at collection (it registers the test-toy model)
+
+    return metrics(run)
+
+
+def assert_same_run(a, b):
+    from test_train import assert_same_run as same
+
+    same(a, b)
+
 
 TINY_BIG = ["family=bigbigan", "data.limit=512", "model.z_dim=16", "model.g_width=8", "model.d_width=8", "model.e_width=4",
             "model.e_head_width=16", "model.h_width=16", "model.j_width=16", "train.batch_size=8", "train.steps=4",
@@ -210,6 +222,8 @@ def test_e_learning_rate_multiplier_and_phases(fmnist_small):
 def test_bad_resolution_is_a_config_error():
     with pytest.raises(ConfigError, match="4 \\* 2\\^k >= 16"):
         big_cfg("data.resolution=24")
+    with pytest.raises(ValueError, match="resolution"):
+        build("bigbigan", resolution=30, channels=1)
 
 
 # --- training, resume ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Donahue & Simonyan, "Large Scale Adversarial Representation Learning", NeurIPS 2
 extends BiGAN / ALI (Donahue et al. 2017; Dumoulin et al. 2017) with unary scores. D scores a pair by
 s_x (from F(x)), s_z (from H(z)) and s_xz (from J(F(x), H(z))). With y = +1 for data pairs (x, E(x))
 and y = -1 for generated pairs (G(z), z):
-    D minimises   sum_k w_k h(y s_k)         h(t) = relu(1 - t), k in {x, z, xz}     (eq. 3-4, per-term hinge)
+    D minimises   sum_k w_k h(y s_k)         h(t) = relu(1 - t), k in {x, z, xz}     (per-term hinge)
     E, G minimise sum_k w_k y s_k            E through s_z and s_xz, G through s_x and s_xz
 w_xz = 1; `loss.sx_weight` and `loss.sz_weight` switch the unary terms (both 0: plain BiGAN).
 

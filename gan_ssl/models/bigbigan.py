@@ -4,13 +4,16 @@ G: the SN-GAN ResNet generator (`gan_ssl.models.sngan`), unchanged.
 E: a small pre-activation ResNet (BatchNorm) on x, globally average-pooled ("pool"), optionally followed
    by BN + CReLU ("bn_crelu", the paper's better-probing variant), then an MLP head giving the mean and a
    softplus standard deviation of z; E(x) = mu + sigma * eps (reparameterised), or mu when deterministic.
-D: three parts over a pair (x, z) (paper section 2, eq. 1-2):
+D: three parts over a pair (x, z) (paper, section 2):
      F  the SN-GAN ResNet discriminator trunk on x (spectral norm); its linear head gives the unary score s_x
      H  a residual MLP on z (spectral norm); a linear head gives the unary score s_z
      J  a residual MLP on [F(x) * j_x_scale, H(z)] (spectral norm); a linear head gives the joint score s_xz
-F sum-pools an 8x8 map (SN-GAN), which makes |F(x)| ~ 13 |H(z)|; with F(x) unscaled, J's ReLUs were gated by x alone
-and J learned an additive a(x) + b(z): shuffling z across a batch left s_xz unchanged after 700 steps, so E got no
-signal about which z goes with which x. `j_x_scale` (1/8 = 1/sqrt(64)) brings the two inputs to one scale.
+Scale of J's inputs: F sum-pools an 8x8 map (SN-GAN), so |F(x)| is large (43-48 in trained runs) while a plain
+spectral-normalised MLP on z gave |H(z)| ~ 0.8; J then read x alone (shuffling z across a batch left s_xz unchanged to
+three decimals after 760 steps), and E got no signal about which z goes with which x. So H and J are residual MLPs
+(the paper's H and J have skip connections: |H(z)| ~ 4-5) and J reads F(x) * `j_x_scale` (1/8 = 1/sqrt(64)). With
+the skips alone J still leaned on x after 700 steps (mean |change of s_xz| 0.70 when x was shuffled, 0.12 for z);
+with both, 0.23 and 0.13 after 643 steps.
 """
 from __future__ import annotations
 
@@ -193,7 +196,7 @@ def bigbigan(resolution: int = 32, channels: int = 1,
              h_width: int = 256,  # width of H, the MLP on z (paper: 2048; small data needs far less)
              j_width: int = 256,  # width of J, the MLP on [F(x), H(z)]
              mlp_layers: int = 2,  # linear layers of H and of J, all but the first residual (paper: 8 with skips)
-             j_x_scale: float = 0.125,  # J reads F(x) times this: F sum-pools an 8x8 map, so unscaled F(x) is ~13x |H(z)| and J learned to ignore z; 1/sqrt(64) balances them
+             j_x_scale: float = 0.125,  # J reads F(x) * this: F sum-pools an 8x8 map; 1/sqrt(64) puts F(x) on H(z)'s scale (see the module docstring)
              ) -> tuple[SNGANGenerator, Encoder, JointDiscriminator]:
     """BigBiGAN at any resolution 4 * 2^k >= 16: (G, E, D) with G and F from the SN-GAN builder."""
     G, F_net = sngan(resolution, channels, z_dim, g_width, d_width, self_modulation)
