@@ -6,9 +6,10 @@ from gan_ssl.layers import SelfModulatedBN
 from gan_ssl.models import MODELS, Discriminator, Generator, build, register_model
 
 torch.manual_seed(0)
+GAN_MODELS = sorted(n for n, m in MODELS.items() if m.family == "gan")  # (Generator, Discriminator) builders; other families test their own
 
 
-@pytest.mark.parametrize("name", sorted(n for n, m in MODELS.items() if m.family == "gan"))  # noise -> image models
+@pytest.mark.parametrize("name", GAN_MODELS)
 @pytest.mark.parametrize("resolution,channels", [(32, 1), (32, 3), (64, 3)])
 def test_shapes_features_backward(name, resolution, channels):
     G, D = build(name, resolution=resolution, channels=channels, z_dim=16, g_width=8, d_width=8)

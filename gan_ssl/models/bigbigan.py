@@ -1,0 +1,204 @@
+"""BigBiGAN's networks: Donahue & Simonyan, "Large Scale Adversarial Representation Learning", NeurIPS 2019.
+
+G: the SN-GAN ResNet generator (`gan_ssl.models.sngan`), unchanged.
+E: a small pre-activation ResNet (BatchNorm) on x, globally average-pooled ("pool"), optionally followed
+   by BN + CReLU ("bn_crelu", the paper's better-probing variant), then an MLP head giving the mean and a
+   softplus standard deviation of z; E(x) = mu + sigma * eps (reparameterised), or mu when deterministic.
+D: three parts over a pair (x, z) (paper, section 2):
+     F  the SN-GAN ResNet discriminator trunk on x (spectral norm); its linear head gives the unary score s_x
+     H  a residual MLP on z (spectral norm); a linear head gives the unary score s_z
+     J  a residual MLP on [F(x) * j_x_scale, H(z)] (spectral norm); a linear head gives the joint score s_xz
+Scale of J's inputs: F sum-pools an 8x8 map (SN-GAN), so |F(x)| is large (43-48 in trained runs) while a plain
+spectral-normalised MLP on z gave |H(z)| ~ 0.8; J then read x alone (shuffling z across a batch left s_xz unchanged to
+three decimals after 760 steps), and E got no signal about which z goes with which x. So H and J are residual MLPs
+(the paper's H and J have skip connections: |H(z)| ~ 4-5) and J reads F(x) * `j_x_scale` (1/8 = 1/sqrt(64)). With
+the skips alone J still leaned on x after 700 steps (mean |change of s_xz| 0.70 when x was shuffled, 0.12 for z);
+with both, 0.23 and 0.13 after 643 steps.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan_ssl.layers import maybe_sn, xavier
+from gan_ssl.models.registry import register_model
+from gan_ssl.models.sngan import SNGANDiscriminator, SNGANGenerator, sngan
+
+SCORES = ("x", "z", "xz")  # s_x, s_z, s_xz
+
+
+def _n_stages(resolution: int) -> int:
+    n = math.log2(resolution / 4)
+    if resolution < 8 or not n.is_integer():
+        raise ValueError(f"the bigbigan encoder needs a resolution of 4 * 2^k >= 8, got {resolution}")
+    return int(n)
+
+
+class EBlock(nn.Module):
+    """Pre-activation residual block with BatchNorm: [B, Cin, H, W] -> [B, Cout, H/s, W/s], s = 2 if downsample."""
+
+    def __init__(self, cin: int, cout: int, downsample: bool) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = nn.Conv2d(cin, cout, 1, 1, 0, bias=False) if (downsample or cin != cout) else nn.Identity()
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.relu(self.bn1(x)))
+        h = self.conv2(F.relu(self.bn2(h)))
+        s = self.shortcut(x)
+        if self.downsample:
+            h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
+        return h + s
+
+
+class CReLU(nn.Module):
+    """[B, F] -> [B, 2F]: cat(relu(x), relu(-x)) (Shang et al. 2016)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu(x), F.relu(-x)], dim=1)
+
+
+class Encoder(nn.Module):
+    """x [B, C, R, R] in [-1, 1] -> z [B, z_dim].
+
+    Trunk: a 3x3 stem conv, then one stage per halving down to 4x4 (width, 2*width, 4*width, ... channels),
+    `depth` residual blocks each, then BN + ReLU and global average pooling ("pool", [B, feature_dim]).
+    With `bn_crelu`, BatchNorm1d + CReLU follow ("bn_crelu", [B, 2 * feature_dim]) and the head reads them.
+    Head: Linear -> ReLU -> Linear to (mu, pre-sigma) [B, 2 * z_dim]; sigma = softplus(pre-sigma).
+    """
+
+    def __init__(self, resolution: int = 32, channels: int = 1, z_dim: int = 128, width: int = 32, depth: int = 1,
+                 head_width: int = 256, bn_crelu: bool = True, stochastic: bool = True) -> None:
+        super().__init__()
+        self.z_dim, self.stochastic, self.bn_crelu = z_dim, stochastic, bn_crelu
+        n = _n_stages(resolution)
+        self.stem = nn.Conv2d(channels, width, 3, 1, 1, bias=False)
+        stages: dict[str, nn.Module] = {}
+        cin = width
+        for i in range(n):
+            cout = width * 2**i
+            blocks = [EBlock(cin if j == 0 else cout, cout, downsample=j == 0) for j in range(depth)]
+            stages[f"stage{i + 1}"] = nn.Sequential(*blocks)
+            cin = cout
+        self.stages = nn.ModuleDict(stages)
+        self.out_bn = nn.BatchNorm2d(cin)
+        self.feature_dim = cin
+        self.post = nn.Sequential(nn.BatchNorm1d(cin), CReLU()) if bn_crelu else nn.Identity()
+        head_in = 2 * cin if bn_crelu else cin
+        self.head = nn.Sequential(xavier(nn.Linear(head_in, head_width)), nn.ReLU(), xavier(nn.Linear(head_width, 2 * z_dim)))
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every stage's output [B, C_i, H_i, W_i], "pool" [B, feature_dim] and, with bn_crelu, "bn_crelu" [B, 2 * feature_dim]."""
+        out: dict[str, torch.Tensor] = {}
+        h = self.stem(x)
+        for name, stage in self.stages.items():
+            h = stage(h)
+            out[name] = h
+        pooled = F.relu(self.out_bn(h)).mean(dim=(2, 3))  # [B, feature_dim]
+        out["pool"] = pooled
+        if self.bn_crelu:
+            out["bn_crelu"] = self.post(pooled)
+        return out
+
+    def layer_names(self) -> list[str]:
+        return [*self.stages.keys(), "pool", *(["bn_crelu"] if self.bn_crelu else [])]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma), each [B, z_dim]; sigma = softplus(.) > 0."""
+        f = self.features(x)
+        h = self.head(f["bn_crelu"] if self.bn_crelu else f["pool"])  # [B, 2 * z_dim]
+        mu, pre = h.chunk(2, dim=1)
+        return mu, F.softplus(pre)
+
+    def sample(self, x: torch.Tensor, deterministic: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z, mu, sigma), each [B, z_dim]: z = mu + sigma * eps (eps ~ N(0, I) from torch's global RNG), or mu when
+        deterministic (default: the encoder's `stochastic` setting decides)."""
+        mu, sigma = self.encode(x)
+        if deterministic if deterministic is not None else not self.stochastic:
+            return mu, mu, sigma
+        return mu + sigma * torch.randn_like(mu), mu, sigma
+
+    def forward(self, x: torch.Tensor, deterministic: bool | None = None) -> torch.Tensor:
+        """z [B, z_dim] (see `sample`)."""
+        return self.sample(x, deterministic)[0]
+
+
+class ResMLP(nn.Module):
+    """[B, cin] -> [B, width]: a spectral-normalised linear layer, then `layers - 1` residual blocks
+    h <- h + W relu(h) (spectral norm), then ReLU. The skips keep the output's scale near the input's, so that
+    H(z) is not dwarfed by F(x) in J's input (the paper's H and J are MLPs with skip connections)."""
+
+    def __init__(self, cin: int, width: int, layers: int) -> None:
+        super().__init__()
+        self.inp = maybe_sn(xavier(nn.Linear(cin, width)), True)
+        self.blocks = nn.ModuleList(maybe_sn(xavier(nn.Linear(width, width)), True) for _ in range(layers - 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for lin in self.blocks:
+            h = h + lin(F.relu(h))
+        return F.relu(h)
+
+
+class JointDiscriminator(nn.Module):
+    """(x [B, C, R, R], z [B, z_dim]) -> scores {"x": s_x [B], "z": s_z [B], "xz": s_xz [B]}.
+
+    `F` is an SN-GAN discriminator (its `feature` is F(x) [B, F_dim], its `head` gives s_x), so the
+    rotation task attaches to it like to any `Discriminator`. Every layer is spectral-normalised.
+    """
+
+    def __init__(self, F_net: SNGANDiscriminator, z_dim: int, h_width: int = 256, j_width: int = 256, mlp_layers: int = 2,
+                 j_x_scale: float = 0.125) -> None:
+        super().__init__()
+        self.F, self.j_x_scale = F_net, j_x_scale
+        self.H = ResMLP(z_dim, h_width, mlp_layers)
+        self.z_head = maybe_sn(xavier(nn.Linear(h_width, 1)), True)
+        self.J = ResMLP(F_net.feature_dim + h_width, j_width, mlp_layers)
+        self.xz_head = maybe_sn(xavier(nn.Linear(j_width, 1)), True)
+        self.spectral_norm = True
+
+    def scores(self, fx: torch.Tensor, z: torch.Tensor, terms: tuple[str, ...] = SCORES) -> dict[str, torch.Tensor]:
+        """Scores from F's features fx [B, F_dim] and z [B, z_dim]; only the `terms` asked for are computed."""
+        assert fx.ndim == 2 and z.ndim == 2 and fx.shape[0] == z.shape[0], (fx.shape, z.shape)
+        out: dict[str, torch.Tensor] = {}
+        if "x" in terms:
+            out["x"] = self.F.head(fx).squeeze(1)
+        if "z" in terms or "xz" in terms:
+            hz = self.H(z)  # [B, h_width]
+            if "z" in terms:
+                out["z"] = self.z_head(hz).squeeze(1)
+            if "xz" in terms:
+                out["xz"] = self.xz_head(self.J(torch.cat([fx * self.j_x_scale, hz], dim=1))).squeeze(1)
+        return out
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, terms: tuple[str, ...] = SCORES) -> dict[str, torch.Tensor]:
+        return self.scores(self.F.feature(x), z, terms)
+
+
+@register_model("bigbigan", family="bigbigan")
+def bigbigan(resolution: int = 32, channels: int = 1,
+             z_dim: int = 128,  # BigGAN/BigBiGAN use 120; 128 matches the SSGAN preset's G
+             g_width: int = 64,  # SN-GAN G channels (the 32-px paper model: 256; configs shrink it for the CPU)
+             d_width: int = 64,  # F's channels (SN-GAN D trunk)
+             self_modulation: bool = True,  # G's self-modulated BN, as in the SSGAN preset
+             e_width: int = 32,  # E's first-stage channels, doubled per stage (32 px: 32, 64, 128; pooled feature 128)
+             e_depth: int = 1,  # residual blocks per E stage (1 keeps E cheaper than G on a CPU)
+             e_head_width: int = 256,  # hidden units of E's (mu, sigma) MLP head
+             e_bn_crelu: bool = True,  # BN + CReLU after E's pooling, read by the head (the paper's better variant)
+             e_stochastic: bool = True,  # E(x) = mu + sigma * eps (BigBiGAN); False = mu (BiGAN's deterministic E)
+             h_width: int = 256,  # width of H, the MLP on z (paper: 2048; small data needs far less)
+             j_width: int = 256,  # width of J, the MLP on [F(x), H(z)]
+             mlp_layers: int = 2,  # linear layers of H and of J, all but the first residual (paper: 8 with skips)
+             j_x_scale: float = 0.125,  # J reads F(x) * this: F sum-pools an 8x8 map; 1/sqrt(64) puts F(x) on H(z)'s scale (see the module docstring)
+             ) -> tuple[SNGANGenerator, Encoder, JointDiscriminator]:
+    """BigBiGAN at any resolution 4 * 2^k >= 16: (G, E, D) with G and F from the SN-GAN builder."""
+    G, F_net = sngan(resolution, channels, z_dim, g_width, d_width, self_modulation)
+    E = Encoder(resolution, channels, z_dim, e_width, e_depth, e_head_width, e_bn_crelu, e_stochastic)
+    return G, E, JointDiscriminator(F_net, z_dim, h_width, j_width, mlp_layers, j_x_scale)
