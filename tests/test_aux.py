@@ -154,7 +154,7 @@ def test_batchnorm_discriminator_sees_upright_and_rotated_in_one_pass():
     spy = _Spy(fam)
     real = torch.rand(8, 1, 32, 32) * 2 - 1
     fam.phase_d({"image": real}, _ctx())
-    assert [x.shape[0] for x in spy.D_inputs] == [32, 8]  # one pass of upright + 3 rotations, then the fakes
+    assert [x.shape[0] for x in spy.D_inputs] == [32, 32]  # one pass of upright + 3 rotations; the fakes get the same rows for BN
     spy.D_inputs.clear()
     fam.phase_g(None, _ctx())
     assert [x.shape[0] for x in spy.D_inputs] == [32]

@@ -110,13 +110,18 @@ class GANFamily(Family):
         """D over the upright batch x [B, ...] and every active task's extra images (one pass for a BatchNorm D).
         Returns (real/fake logits of the upright rows [B], features of all rows [B + E, F], [(task, n_extra, context)]).
         A task with its own real/fake head (ContraD) supplies the logits."""
-        parts, extras = [x], []
+        parts, extras, stats_only = [x], [], []
         for task in self.tasks:
             if task.weight(side) > 0:
                 images, context = task.extra_inputs(x, side)
                 if images.shape[0]:
                     parts.append(images)
                 extras.append((task, images.shape[0], context))
+            elif self.joint_pass and side == "d_fake" and task.weight("d") > 0:
+                # BatchNorm: the fake pass gets the same kind of extra rows as the real pass (for the statistics only),
+                # or D could tell the two passes apart by their batch statistics instead of by their images
+                stats_only.append(task.extra_inputs(x, side)[0])
+        parts += stats_only  # after every row a loss reads
         if len(parts) == 1:
             logits, feats = self.D.forward_with_feature(x)
         elif self.joint_pass:  # BatchNorm: upright and extra images share one set of batch statistics
