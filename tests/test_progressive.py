@@ -2,6 +2,7 @@
 the reals, the rotation head at every level of detail, optimizer resets, exact resume mid-fade (also after
 SIGINT), the wall-clock budget, and the bundle (sample, info, features, probe, fid) on their checkpoints."""
 import contextlib
+import json
 import os
 import signal
 
@@ -256,9 +257,11 @@ def test_features_and_probe_read_d_through_the_bundle(grown_run, tmp_path):
     fs = torch.load(tmp_path / "f.pt", weights_only=True)
     assert fs["features"].shape[0] == 40 and fs["layers"] == ["block1", "block2", "block3"]
     r = CliRunner().invoke(cli, ["probe", str(grown_run), "--data", "fashion-mnist", "--limit", "200", "--seeds", "1",
-                                 "--label-fraction", "1.0", "--json", "--quiet"])
+                                 "--label-fraction", "1.0", "--baseline", "random-d", "--json", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert '"family": "pggan"' in r.output or "pggan" in r.output
+    rows = json.loads(r.stdout)["rows"]
+    assert set(rows) == {"D", "random D"} and rows["D"]["layers"] == ["block1", "block2", "block3"]
+    assert rows["D"]["dim"] == rows["random D"]["dim"] > 0 and rows["D"]["fractions"]["1"]["mean"] > 0.2  # chance: 0.1
 
 
 def test_fid_of_a_checkpoint(grown_run, tmp_path, monkeypatch):
