@@ -137,6 +137,15 @@ def test_rotation_head_at_every_level_in_its_own_d_call(name, fmnist_small, monk
     assert fam.D.feature_dim == head.weight.shape[1] == 8 * 16  # the 4x4 map before minibatch stddev
 
 
+def test_heads_learn_at_the_equalized_lr_rate():
+    """The rotation head (a plain nn.Linear) gets lr / sqrt(fan_in) in D's optimizer, like D's equalized-LR layers."""
+    fam = FAMILIES["pggan"](pcfg("pggan", *ROT, "train.lr_d=0.01"), "cpu", training=True)
+    groups = fam.optimizers["D"].param_groups
+    assert [g["lr"] for g in groups] == [0.01, 0.01 / (8 * 16) ** 0.5]
+    assert groups[1]["params"] == list(fam.aux.parameters()) and len(groups[0]["params"]) == len(list(fam.D.parameters()))
+    assert len(FAMILIES["pggan"](pcfg("pggan"), "cpu", training=True).optimizers["D"].param_groups) == 1  # no heads, one group
+
+
 def test_rotation_head_learns_at_low_and_full_resolution(fmnist_small):
     """Steps on the rotation loss of faded reals (D's 4x4 features + the head) at 8x8 mid-fade and at 32x32
     lift the head's accuracy well above chance (0.25)."""

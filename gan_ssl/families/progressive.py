@@ -146,9 +146,16 @@ class ProgressiveFamily(Family):
         self.tasks: list[AuxTask] = list(aux.values())
         self.grow = grow_schedule(0, cfg.data.resolution, cfg.loss.grow, t.batch_size)
         if training:
+            # The heads (gan_ssl.aux) are plain nn.Linear layers, weights ~ 1/sqrt(fan_in); D's equalized-LR weights
+            # are N(0, 1), scaled at run time. One Adam lr moves both by the same absolute step, so the heads would
+            # move sqrt(fan_in) times faster relative to their size (at lr 1e-2: ~30% per step). Their lr is divided
+            # by sqrt(feature_dim): the equalized-LR rule applied to the heads.
+            d_groups = [{"params": list(D.parameters())}]
+            if len(list(aux.parameters())):
+                d_groups.append({"params": list(aux.parameters()), "lr": t.lr_d / D.feature_dim**0.5})
             self.optimizers = {
                 "G": torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1_g, t.beta2_g)),
-                "D": torch.optim.Adam([*D.parameters(), *aux.parameters()], lr=t.lr_d, betas=(t.beta1_d, t.beta2_d)),
+                "D": torch.optim.Adam(d_groups, lr=t.lr_d, betas=(t.beta1_d, t.beta2_d)),
             }
 
     @classmethod
