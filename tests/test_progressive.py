@@ -15,6 +15,7 @@ from gan_ssl import api
 from gan_ssl import checkpoint as ckpt_io
 from gan_ssl.cli import cli
 from gan_ssl.config import resolve
+from gan_ssl.data import ImageData
 from gan_ssl.errors import ConfigError
 from gan_ssl.families import FAMILIES, StepContext
 from gan_ssl.families.progressive import GrowConfig, GrowState, fade_reals, grow_schedule
@@ -22,7 +23,6 @@ from gan_ssl.layers import MinibatchStdDev
 from gan_ssl.models import build
 from gan_ssl.models.pggan import upscale
 from gan_ssl.train import build_state, train, train_step
-from test_train import _small, assert_same_run
 
 # 8 images per batch: 4x4 for 16 images (steps 0-1), 8x8 fades in over 32 (steps 2-5: alpha 0, .25, .5, .75),
 # stabilises for 16 (steps 6-7), 16x16 fades over steps 8-11, ...
@@ -39,6 +39,18 @@ def pcfg(model="pggan", *overrides):
 
 def _ctx():
     return StepContext(torch.device("cpu"), contextlib.nullcontext, lambda loss: loss.backward())
+
+
+def _small(data, n):
+    return ImageData(data.images[:n], data.labels[:n], data.name, data.classes)
+
+
+def assert_same_run(a, b):
+    """tests/test_train.py's check (bit-identical nets, EMAs, optimizers, counters, RNG, data order), imported when
+    called: importing test_train at collection would register its toy model before test_models is parametrized."""
+    from test_train import assert_same_run as check
+
+    check(a, b)
 
 
 # --- the schedule ------------------------------------------------------------------------------------
@@ -99,6 +111,17 @@ def test_fade_start_equals_previous_level_upsampled(name):
         torch.testing.assert_close(D(x, alpha=0.0), D(F.avg_pool2d(x, 2), alpha=1.0), rtol=0, atol=0)
         torch.testing.assert_close(D.feature(x, alpha=0.0), D.feature(F.avg_pool2d(x, 2)), rtol=0, atol=0)
         assert not torch.allclose(D(x, alpha=0.5), D(x, alpha=0.0))
+
+
+@pytest.mark.parametrize("name", ["pggan", "stylegan"])
+def test_idle_parameters_at_full_resolution_are_the_lower_rgb_layers(name):
+    G, D = build(name, resolution=16, channels=1, z_dim=8, g_width=8, d_width=8)
+    rgb = lambda attr: {f"{attr}.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}  # noqa: E731
+    assert G.idle_parameters() == rgb("to_rgb") and D.idle_parameters() == rgb("from_rgb")
+    (G(torch.randn(4, 8)).mean() + D(torch.randn(4, 1, 16, 16)).mean()).backward()
+    for net in (G, D):
+        for n, p in net.named_parameters():
+            assert (p.grad is None) == (n in net.idle_parameters()), n
 
 
 def test_generator_output_is_clamped_but_raw_is_not():

@@ -103,6 +103,16 @@ class PGGANGenerator(Generator):
     def forward(self, z: torch.Tensor, level: int | None = None, alpha: float = 1.0) -> torch.Tensor:
         return self.raw(z, level, alpha).clamp(-1.0, 1.0)
 
+    def idle_parameters(self) -> set[str]:
+        """Names of the parameters a full-resolution forward does not use (the lower levels' toRGB layers)."""
+        return idle_rgb_parameters(self, "to_rgb")
+
+
+def idle_rgb_parameters(net: nn.Module, attr: str) -> set[str]:
+    """Parameter names of `net.<attr>[l]` for every level l below the last: unused at full resolution, alpha 1."""
+    layers = getattr(net, attr)
+    return {f"{attr}.{i}.{n}" for i in range(len(layers) - 1) for n, _ in layers[i].named_parameters()}
+
 
 class _DBlock(nn.Module):
     """Level l >= 1 of D: [B, Cin, r, r] -> conv3x3, lrelu, conv3x3, lrelu, 2x average pool -> [B, Cout, r/2, r/2]."""
@@ -183,6 +193,10 @@ class PGGANDiscriminator(Discriminator):
 
     def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         return self.forward_with_feature(x, alpha)[0]
+
+    def idle_parameters(self) -> set[str]:
+        """Names of the parameters a full-resolution forward does not use (the lower levels' fromRGB layers)."""
+        return idle_rgb_parameters(self, "from_rgb")
 
 
 @register_model("pggan", family="pggan")

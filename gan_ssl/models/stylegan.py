@@ -18,7 +18,7 @@ from torch import nn
 
 from gan_ssl.layers import AdaIN, EqualizedConv2d, EqualizedLinear, NoiseInput, pixel_norm
 from gan_ssl.models.base import Generator
-from gan_ssl.models.pggan import PGGANDiscriminator, level_channels, n_levels, upscale
+from gan_ssl.models.pggan import PGGANDiscriminator, idle_rgb_parameters, level_channels, n_levels, upscale
 from gan_ssl.models.registry import register_model
 
 LRELU = 0.2
@@ -125,6 +125,10 @@ class StyleGANGenerator(Generator):
 
     def forward(self, z: torch.Tensor, level: int | None = None, alpha: float = 1.0) -> torch.Tensor:
         return self.raw(z, level, alpha).clamp(-1.0, 1.0)
+
+    def idle_parameters(self) -> set[str]:
+        """Names of the parameters a full-resolution forward does not use (the lower levels' toRGB layers)."""
+        return idle_rgb_parameters(self, "to_rgb")
 
 
 @register_model("stylegan", family="stylegan")
