@@ -115,19 +115,34 @@ def train(config: str, overrides: tuple[str, ...], out_dir: str | None, resume: 
 @click.option("--out", "out", type=click.Path(), required=True, help="A folder for PNGs, or a file ending in .npy (uint8 N x C x H x W).")
 @click.option("--seed", type=click.IntRange(0), default=0, help="Latent seed: the same seed gives the same images.")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
+@click.option("--truncation", "psi", type=float, default=None, metavar="PSI",
+              help="Truncation psi (stylegan): w = w_avg + PSI (w - w_avg); 1 = off, 0 = the average image.")
+@click.option("--style-mix", "style_mix", default=None, metavar="ROWS,COLS",
+              help="Write a style-mixing grid PNG to --out instead (stylegan): coarse styles of ROWS seeds x fine styles of COLS seeds.")
 @_compute_options
-def sample(ckpt: str, n: int, out: str, seed: int, batch_size: int, device: str, threads: int) -> None:
+def sample(ckpt: str, n: int, out: str, seed: int, batch_size: int, psi: float | None, style_mix: str | None, device: str,
+           threads: int) -> None:
     """Sample N images from a checkpoint's EMA generator (any family).
 
     \b
     Examples:
       gan-ssl sample runs/ssgan/checkpoints/latest.pt --n 10000 --out samples.npy
       gan-ssl sample runs/ssgan --n 64 --out samples/ --seed 1
+      gan-ssl sample runs/stylegan --n 64 --out samples/ --truncation 0.7
+      gan-ssl sample runs/stylegan --style-mix 4,6 --out mix.png
     """
     from gan_ssl import api
 
     _threads(threads)
-    images = api.sample(ckpt, n, seed, batch_size, _device(device))
+    if style_mix is not None:
+        from gan_ssl.families.stylegan import parse_rows_cols, style_mix_grid
+
+        rows, cols = parse_rows_cols(style_mix)
+        path = style_mix_grid(ckpt, rows, cols, out, seed, 1.0 if psi is None else psi, _device(device))
+        click.echo(f"wrote a {rows} x {cols} style-mixing grid (coarse styles by row, fine by column) to {path}")
+        return
+    options = {} if psi is None else {"truncation": psi}
+    images = api.sample(ckpt, n, seed, batch_size, _device(device), **options)
     path = api.save_images(images, out)
     click.echo(f"wrote {images.shape[0]} images {tuple(images.shape[1:])} to {path}")
 
@@ -156,6 +171,9 @@ def info(ckpt: str, as_json: bool) -> None:
                  f"features:   {', '.join(r['representations']) or 'none'}"]
         if "aux_tasks" in r:
             lines.append(f"aux tasks:  {', '.join(r['aux_tasks']) or 'none'}")
+        if "level_of_detail" in r:  # progressive families (Family.describe)
+            lines.append(f"resolution: {r['current_resolution']} px of {r['resolution']} (level of detail {r['level_of_detail']:g}, "
+                         f"fade-in alpha {r['alpha']:g})")
         if r["schedule"]:
             lines.append("schedule:   " + ", ".join(f"{k} {v:g}" for k, v in r["schedule"].items()))
         if r["best"]:

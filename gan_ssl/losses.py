@@ -111,3 +111,28 @@ def bigan_ge_loss(scores: dict[str, torch.Tensor], y: float, weights: dict[str, 
     parts = [w * scores[k].mean() for k, w in weights.items() if w != 0 and k in scores]
     assert parts, "no score to train on"
     return y * torch.stack(parts).sum()
+
+
+def d_wgan(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Wasserstein critic loss (Arjovsky et al. 2017): E[D(G(z))] - E[D(x)]; scores [B] -> scalar."""
+    return fake.mean() - real.mean()
+
+
+def g_wgan(fake: torch.Tensor) -> torch.Tensor:
+    """-E[D(G(z))]."""
+    return -fake.mean()
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     u: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = real + u (fake - real).
+
+    real, fake [B, C, H, W]; u [B, 1, 1, 1] uniform in [0, 1]; `critic` maps images to scores [B] (one call)."""
+    mix = torch.lerp(real.detach(), fake.detach(), u).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mix).float().sum(), mix, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
+
+
+def drift_penalty(real: torch.Tensor) -> torch.Tensor:
+    """PGGAN's drift term (Karras et al. 2018, appendix A.1): E[D(x)^2], which keeps critic scores near 0."""
+    return real.square().mean()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from gan_ssl.models.base import Discriminator, Generator
 from gan_ssl.models.registry import MODELS, build, check_model_section, model_kwargs, model_section, register_model
-from gan_ssl.models import bigbigan, context_encoder, dcgan, sngan, srgan  # noqa: F401  (registration side effect)
+from gan_ssl.models import bigbigan, context_encoder, dcgan, pggan, sngan, srgan, stylegan  # noqa: F401  (registration side effect)
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
