@@ -128,7 +128,7 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     """WGAN-GP (Gulrajani et al. 2017, eq. 3): E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = real + u (fake - real).
 
     real, fake [B, C, H, W]; u [B, 1, 1, 1] uniform in [0, 1]; `critic` maps images to scores [B] (one call)."""
-    mix = torch.lerp(real.detach(), fake.detach(), u).requires_grad_(True)
+    mix = torch.lerp(real.detach().float(), fake.detach().float(), u.float()).requires_grad_(True)  # fakes are bf16 under autocast
     (grad,) = torch.autograd.grad(critic(mix).float().sum(), mix, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
 

@@ -97,7 +97,7 @@ class PGGANGenerator(Generator):
             prev, h = h, self.blocks[lv - 1](h)
         out = self.to_rgb[level](h)  # [B, C, r, r]
         if level > 0 and alpha < 1.0:
-            out = torch.lerp(upscale(self.to_rgb[level - 1](prev), out.shape[-1]), out, alpha)
+            out = torch.lerp(upscale(self.to_rgb[level - 1](prev), out.shape[-1]).to(out.dtype), out, alpha)  # dtypes differ under autocast
         return out
 
     def forward(self, z: torch.Tensor, level: int | None = None, alpha: float = 1.0) -> torch.Tensor:
@@ -169,7 +169,7 @@ class PGGANDiscriminator(Discriminator):
         if level > 0:
             h = self._block(level)(h)
             if alpha < 1.0:
-                h = torch.lerp(_act(self.from_rgb[level - 1](F.avg_pool2d(x, 2))), h, alpha)
+                h = torch.lerp(_act(self.from_rgb[level - 1](F.avg_pool2d(x, 2))).to(h.dtype), h, alpha)  # dtypes differ under autocast
             for lv in range(level - 1, 0, -1):
                 h = self._block(lv)(h)
         return h

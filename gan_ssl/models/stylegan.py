@@ -103,7 +103,7 @@ class StyleGANGenerator(Generator):
             h = self.layers[i](h, ws[:, i], None if noise is None else noise[i])
         out = self.to_rgb[level](h)  # [B, C, r, r]
         if level > 0 and alpha < 1.0:
-            out = torch.lerp(upscale(self.to_rgb[level - 1](prev), out.shape[-1]), out, alpha)
+            out = torch.lerp(upscale(self.to_rgb[level - 1](prev), out.shape[-1]).to(out.dtype), out, alpha)  # dtypes differ under autocast
         return out
 
     def truncate(self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
