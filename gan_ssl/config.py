@@ -41,6 +41,7 @@ class RotationConfig:
     d_weight: float = 0.0  # beta in SSGAN: 1.0 in Chen et al. 2019; 0 switches the task off
     g_weight: float = 0.0  # alpha in SSGAN: 0.2 in Chen et al. 2019
     protocol: str = "all"  # all: 4 rotations of every image | split: a quarter each (Mimicry) | one: one random k per image
+    every: int = 1  # 1: in every D and G step (the paper) | k > 1: lazy, in phases of their own every k steps, weights times k
 
 
 @dataclass
@@ -136,6 +137,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "data.workers": (0, 64),
     "aux.rotation.d_weight": (0, math.inf),
     "aux.rotation.g_weight": (0, math.inf),
+    "aux.rotation.every": (1, 10**6),
     "aux.label_aug.d_weight": (0, math.inf),
     "aux.label_aug.g_weight": (0, math.inf),
     "aux.contrastive.d_weight": (0, math.inf),
@@ -251,6 +253,7 @@ def validate(cfg: Config) -> Config:
     fam = FAMILIES[cfg.family]
     check_ranges(cfg, {f"loss.{k}": v for k, v in getattr(fam.loss_config, "RANGES", {}).items()},
                  {f"loss.{k}": v for k, v in getattr(fam.loss_config, "CHOICES", {}).items()})
+    fam.check_common(cfg)
     fam.validate(cfg)
     return cfg
 

@@ -417,7 +417,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
         log.warning("nothing to do: the run is at step %d of %d (%.1f of %s minutes)", st.step, t.steps, st.elapsed / 60,
                     t.minutes or "unlimited")
         return
-    bar = Progress(total=t.steps, initial=st.step, desc=f"train {cfg.family}/{cfg.model.name}", unit="step", enabled=progress)
+    # under a minutes budget the step count is often a "no limit" placeholder: no step ETA then, the minutes instead
+    bar = Progress(total=None if budget and t.steps >= 10**7 else t.steps, initial=st.step, desc=f"train {cfg.family}/{cfg.model.name}", unit="step", enabled=progress)
     t_last, step_last, img_last = time.perf_counter(), st.step, st.images
     clock = time.perf_counter()
     with _InterruptAtBoundary() as interrupt:
@@ -434,7 +435,10 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                     rec = {"step": st.step, **{k: round(v, 5) for k, v in meter.means().items()}, **st.sched,
                            "it_s": round(ds / dt, 3), "img_s": round((st.images - img_last) / dt, 1), "minutes": round(st.elapsed / 60, 3)}
                     run.log(rec)
-                    bar.set_postfix({k: f"{rec[k]:.3f}" for k in ("d_loss", "g_loss", "rot_acc_real") if k in rec})
+                    post = {k: f"{rec[k]:.3f}" for k in ("d_loss", "g_loss", "rot_acc_real") if k in rec}
+                    if budget:
+                        post["min"] = f"{st.elapsed / 60:.1f}/{t.minutes:g}"
+                    bar.set_postfix(post)
                     meter.reset()
                     t_last, step_last, img_last = now, st.step, st.images
                 if (t.sample_every and st.step % t.sample_every == 0) or last:

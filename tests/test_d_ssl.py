@@ -168,7 +168,8 @@ def test_conflicting_settings_exit_2(tmp_path, overrides, message):
     ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.label_aug.d_weight=1", "aux.label_aug.g_weight=1", "loss.d_adv_weight=0"],
     ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.contrastive.d_weight=1"],
     ["train.diffaug=translation,cutout"],
-], ids=["la-one", "la-all-no-gan-loss", "contrastive", "diffaug+rotation"])
+    ["aux.rotation.every=2", "aux.rotation.protocol=one"],
+], ids=["la-one", "la-all-no-gan-loss", "contrastive", "diffaug+rotation", "lazy-rotation"])
 def test_each_method_trains_and_resumes_exactly(tmp_path, fmnist_small, overrides):
     from test_train import assert_same_run, _small
 
@@ -180,3 +181,62 @@ def test_each_method_trains_and_resumes_exactly(tmp_path, fmnist_small, override
     train(tiny_cfg("train.steps=2", *common), tmp_path / "part", progress=False, data=data)
     train(tiny_cfg("train.steps=4", *common), tmp_path / "part", resume=True, progress=False, data=data)
     assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+SMALL = {"configs/inpaint_fmnist.yaml": ["loss.pretrain_steps=0", "model.width=8", "model.d_width=8"],
+         "configs/sr2x_fmnist.yaml": ["loss.pretrain_steps=0", "model.d_width=8"]}
+
+
+@pytest.mark.parametrize("config", ["configs/ssgan_fmnist.yaml", "configs/pggan_fmnist.yaml", "configs/stylegan_fmnist.yaml",
+                                    "configs/bigbigan_fmnist.yaml", "configs/inpaint_fmnist.yaml", "configs/sr2x_fmnist.yaml"])
+def test_diffaug_is_applied_by_every_family(config, fmnist_small, monkeypatch):
+    """With train.diffaug set, every family's D sees augmented images: count the calls of the DiffAugment op."""
+    from gan_ssl import augment
+    from gan_ssl.data import ImageData
+    from gan_ssl.train import build_state, train_step
+
+    calls = {"n": 0}
+    real_translation = augment.translation
+
+    def counting(x, *a, **k):
+        calls["n"] += 1
+        return real_translation(x, *a, **k)
+
+    monkeypatch.setitem(augment.DIFFAUG_OPS, "translation", [counting])
+    small = SMALL.get(config, ["model.g_width=8", "model.d_width=8"])
+    cfg = resolve(config, ["train.diffaug=translation", "train.batch_size=8", "data.limit=64", "train.precision=fp32", *small])
+    st = build_state(cfg, ImageData(fmnist_small.images[:64], fmnist_small.labels[:64], "fashion-mnist"))
+    train_step(st)
+    assert calls["n"] >= 2, f"{config}: D saw {calls['n']} augmented batches in one step"
+
+
+@pytest.mark.parametrize("config,aux", [("configs/pggan_fmnist.yaml", "label_aug"), ("configs/bigbigan_fmnist.yaml", "contrastive"),
+                                        ("configs/sr2x_fmnist.yaml", "rotation")])
+def test_families_refuse_aux_tasks_they_do_not_apply(config, aux):
+    with pytest.raises(ConfigError, match=f"does not apply aux.{aux}"):
+        resolve(config, [f"aux.{aux}.d_weight=1.0"])
+
+
+@pytest.mark.parametrize("model", ["sngan", "dcgan"])
+def test_lazy_rotation_runs_in_its_own_phases_every_k_steps(fmnist_small, model):
+    """aux.rotation.every=k: the D and G phases carry no rotation; Daux/Gaux run at steps 0, k, 2k, ... with the
+    weights scaled by k (like lazy R1), for a spectral-norm and a BatchNorm D alike."""
+    from gan_ssl.data import ImageData
+    from gan_ssl.train import build_state, train_step
+
+    cfg = tiny_cfg(f"model.name={model}", "aux.rotation.every=3", "aux.rotation.protocol=one", "train.precision=fp32", model=model)
+    st = build_state(cfg, ImageData(fmnist_small.images[:64], fmnist_small.labels[:64], "fashion-mnist"))
+    fam = st.family
+    assert fam.tasks == [] and len(fam.lazy_tasks) == 1 and fam.aux_every == 3
+    assert [p.name for p in fam.phases] == ["D", "Daux", "G", "Gaux"]
+    for _ in range(7):
+        train_step(st)
+    assert st.counters == {"D": 7, "Daux": 3, "G": 7, "Gaux": 3}  # steps 0, 3, 6
+    no_backward = StepContext(torch.device("cpu"), contextlib.nullcontext, lambda loss: None)
+    logs = fam.phase_d_aux(st.stream.next(8), no_backward)
+    torch.testing.assert_close(logs["loss"], 3 * cfg.aux.rotation.d_weight * logs["rot_d"], rtol=1e-5, atol=1e-6)
+
+
+def test_lazy_rotation_needs_the_adversarial_loss():
+    with pytest.raises(ConfigError, match="lazy rotation"):
+        tiny_cfg("aux.rotation.every=4", "loss.d_adv_weight=0")

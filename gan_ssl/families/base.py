@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from gan_ssl.augment import diff_augment, parse_policy
 from gan_ssl.ema import EMA
 from gan_ssl.errors import ConfigError
 
@@ -101,6 +102,8 @@ class Family:
     loss_config: ClassVar[type]
     default_model: ClassVar[str]
     representations: ClassVar[tuple[str, ...]] = ()  # names `representation` takes; the first is the default
+    supported_aux: ClassVar[tuple[str, ...]] = ()  # aux tasks (config sections of `aux`) this family's phases apply
+    lazy_aux: ClassVar[bool] = False  # whether it schedules aux.rotation.every > 1 (lazy self-supervision phases)
     sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options `sample` takes (truncation, ...)
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
@@ -110,11 +113,29 @@ class Family:
         self.emas: dict[str, tuple[str, EMA]] = {}  # ema name -> (source net name, EMA)
         self.buffers: dict[str, torch.Tensor] = {}
         self.phases: list[Phase] = []
+        self.diffaug = parse_policy(cfg.train.diffaug, cfg.data.channels)  # DiffAugment ops for D's inputs (Zhao et al. 2020)
 
     # --- configuration -------------------------------------------------------------------------
     @classmethod
     def validate(cls, cfg: "Config") -> None:
         """Cross-key rules of this family's config; raise ConfigError with what to change."""
+
+    @classmethod
+    def check_common(cls, cfg: "Config") -> None:
+        """Rules every family shares: only the aux tasks its phases apply may have a weight, and the DiffAugment
+        policy must parse (no rotation, colour only for colour data)."""
+        for name in ("rotation", "label_aug", "contrastive"):
+            sub = getattr(cfg.aux, name)
+            if (sub.d_weight > 0 or getattr(sub, "g_weight", 0.0) > 0) and name not in cls.supported_aux:
+                takes = ", ".join(f"aux.{n}" for n in cls.supported_aux) or "no auxiliary task"
+                raise ConfigError(f"family {cls.name} does not apply aux.{name} (it takes {takes}); set its weights to 0")
+        if cfg.aux.rotation.every > 1 and not cls.lazy_aux:
+            raise ConfigError(f"family {cls.name} applies the rotation task at every step; set aux.rotation.every=1")
+        parse_policy(cfg.train.diffaug, cfg.data.channels)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment of a batch D is about to see (the same policy for reals and fakes, in every phase); identity when off."""
+        return diff_augment(x, self.diffaug) if self.diffaug else x
 
     # --- the loop's hooks ----------------------------------------------------------------------
     def schedule(self, ctx: StepContext) -> dict[str, float]:

@@ -57,6 +57,7 @@ class BigBiGANFamily(Family):
     loss_config = BigBiGANLoss
     default_model = "bigbigan"
     representations = ("encoder", "D")
+    supported_aux = ("rotation",)
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)
@@ -114,7 +115,7 @@ class BigBiGANFamily(Family):
                 z_hat = self.E(x)  # [B, z_dim], sampled
                 z = self.G.sample_z(B, device=ctx.device)
                 fake = self.G(z)
-            f = self.D.F.feature(torch.cat([x, fake]))  # [2B, F]: no BatchNorm in F, one pass for both halves
+            f = self.D.F.feature(self.augment(torch.cat([x, fake])))  # [2B, F]: no BatchNorm in F, one pass for both halves
             fx, ff = f[:B], f[B:]
             terms = self._terms("x", "z", "xz")
             real_s, fake_s = self.D.scores(fx, z_hat, terms), self.D.scores(ff, z, terms)
@@ -133,7 +134,7 @@ class BigBiGANFamily(Family):
         with ctx.autocast():
             z_hat, mu, sigma = self.E.sample(x)  # [B, z_dim] each
             with torch.no_grad():
-                fx = self.D.F.feature(x)  # F(x) carries no gradient to E
+                fx = self.D.F.feature(self.augment(x))  # F(x) carries no gradient to E
             s = self.D.scores(fx, z_hat, self._terms("z", "xz"))
             loss = bigan_ge_loss({k: v.float() for k, v in s.items()}, +1.0, self.weights)
         ctx.backward(loss)
@@ -145,7 +146,7 @@ class BigBiGANFamily(Family):
         with ctx.autocast():
             z = self.G.sample_z(B, device=ctx.device)
             fake = self.G(z)  # [B, C, H, W]
-            ff = self.D.F.feature(fake)
+            ff = self.D.F.feature(self.augment(fake))
             s = self.D.scores(ff, z, self._terms("x", "xz"))
             loss = bigan_ge_loss({k: v.float() for k, v in s.items()}, -1.0, self.weights)
             logs["g_adv"] = loss.detach()

@@ -107,7 +107,7 @@ class ContextEncoderFamily(ConditionalFamily):
             rec = self.reconstruction(pred, x, mask)
             loss = loss_cfg.rec_weight * rec
             if adv:
-                fake_logits = self.D(composite(pred, x, mask))
+                fake_logits = self.D(self.augment(composite(pred, x, mask)))
                 g_adv = self.g_adv(fake_logits.float())
                 loss = loss + loss_cfg.adv_weight * g_adv
                 logs["g_adv"] = g_adv.detach()
@@ -132,7 +132,7 @@ class ContextEncoderFamily(ConditionalFamily):
         with ctx.autocast():
             with torch.no_grad():
                 fake = composite(self.G(self.context(x, mask), mask), x, mask)
-            real_logits, fake_logits = self.D(x), self.D(fake)
+            real_logits, fake_logits = self.D(self.augment(x)), self.D(self.augment(fake))
             loss = self.d_adv(real_logits.float(), fake_logits.float())
         ctx.backward(loss)
         return {"loss": loss.detach(), "d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from gan_ssl.augment import diff_augment, parse_policy
 from gan_ssl.aux import AuxTask, build_aux_tasks
 from gan_ssl.data import to_uint8
 from gan_ssl.ema import EMA
@@ -62,6 +61,8 @@ class GANFamily(Family):
     loss_config = GANLoss
     default_model = "sngan"
     representations = ("D",)
+    supported_aux = ("rotation", "label_aug", "contrastive")
+    lazy_aux = True
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)
@@ -77,8 +78,10 @@ class GANFamily(Family):
         loss = cfg.loss
         self.d_adv, self.g_adv = ADVERSARIAL[loss.adversarial]
         self.adv_weight = loss.d_adv_weight  # G's adversarial term follows D's: no real/fake head, no signal for G
-        self.tasks: list[AuxTask] = list(aux.values())
-        self.diffaug = parse_policy(t.diffaug, cfg.data.channels)
+        every = {name: int(getattr(getattr(cfg.aux, name), "every", 1)) for name in aux.keys()}
+        self.tasks: list[AuxTask] = [task for name, task in aux.items() if every[name] == 1]  # in the D and G phases
+        self.lazy_tasks: list[AuxTask] = [task for name, task in aux.items() if every[name] > 1]  # in their own phases
+        self.aux_every = max(every.values(), default=1)
         self.head_task = next((task for task in self.tasks if type(task).adversarial_logits is not AuxTask.adversarial_logits), None)
         self.joint_pass = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
         if not training:
@@ -90,8 +93,13 @@ class GANFamily(Family):
         self.phases = [Phase("D", ("D", "aux"), "D", self.phase_d, repeat=t.n_dis)]
         if loss.r1_gamma > 0:
             self.phases.append(Phase("Dreg", ("D",), "D", self.phase_dreg, every=loss.r1_every, lazy=loss.r1_every * t.n_dis))
+        if self.lazy_tasks:  # lazy self-supervision (like lazy R1): every k steps, its loss scaled by k
+            k = self.aux_every
+            self.phases.append(Phase("Daux", ("D", "aux"), "D", self.phase_d_aux, every=k, lazy=k))
         if self.adv_weight > 0 or any(task.weight("g") > 0 for task in self.tasks):
             self.phases.append(Phase("G", ("G",), "G", self.phase_g, batch=False))
+        if any(task.weight("g") > 0 for task in self.lazy_tasks):
+            self.phases.append(Phase("Gaux", ("G",), "G", self.phase_g_aux, every=self.aux_every, lazy=self.aux_every, batch=False))
 
     @classmethod
     def validate(cls, cfg: "Config") -> None:
@@ -103,15 +111,17 @@ class GANFamily(Family):
                               "rotation; set the weights of one of them to 0")
         if aux.contrastive.d_weight > 0 and cfg.loss.d_adv_weight == 0:
             raise ConfigError("aux.contrastive scores real/fake with a head trained by the adversarial loss; keep loss.d_adv_weight > 0")
-        parse_policy(cfg.train.diffaug, cfg.data.channels)
+        if aux.rotation.every > 1 and cfg.loss.d_adv_weight == 0:
+            raise ConfigError("aux.rotation.every > 1 (lazy rotation) needs the adversarial loss in the D phase; "
+                              "for the rotation-only ablation use aux.rotation.every=1")
 
     # --- phases --------------------------------------------------------------------------------
-    def _d_pass(self, x: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor, list[tuple[AuxTask, int, Any]]]:
+    def _d_pass(self, x: torch.Tensor, side: str, tasks: list[AuxTask] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[tuple[AuxTask, int, Any]]]:
         """D over the upright batch x [B, ...] and every active task's extra images (one pass for a BatchNorm D).
         Returns (real/fake logits of the upright rows [B], features of all rows [B + E, F], [(task, n_extra, context)]).
         A task with its own real/fake head (ContraD) supplies the logits."""
         parts, extras, stats_only = [x], [], []
-        for task in self.tasks:
+        for task in self.tasks if tasks is None else tasks:
             if task.weight(side) > 0:
                 images, context = task.extra_inputs(x, side)
                 if images.shape[0]:
@@ -133,10 +143,6 @@ class GANFamily(Family):
         if self.head_task is not None:
             logits = self.head_task.adversarial_logits(feats[: x.shape[0]], side)
         return logits, feats, extras
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """DiffAugment of D's inputs (the same policy for reals and fakes, in both phases); identity when off."""
-        return diff_augment(x, self.diffaug) if self.diffaug else x
 
     @staticmethod
     def _aux_terms(side: str, feats: torch.Tensor, batch: int, extras: list[tuple[AuxTask, int, Any]], logs: Logs) -> torch.Tensor:
@@ -194,6 +200,29 @@ class GANFamily(Family):
                 loss = loss + adv
                 logs["g_adv"] = adv.detach()
             loss = loss + self._aux_terms("g", feats, fake.shape[0], extras, logs)
+        ctx.backward(loss)
+        logs["loss"] = loss.detach()
+        return logs
+
+    def phase_d_aux(self, batch: Batch | None, ctx: StepContext) -> Logs:
+        """Lazy self-supervision on reals (every k steps, weight times k): upright and rotated reals in one D pass,
+        no adversarial term, so a BatchNorm D cannot tell real from fake by batch statistics here."""
+        assert batch is not None
+        real, logs = self.augment(batch["image"]), {}
+        with ctx.autocast():
+            _, feats, extras = self._d_pass(real, "d", self.lazy_tasks)
+            loss = self.aux_every * self._aux_terms("d", feats, real.shape[0], extras, logs)
+        ctx.backward(loss)
+        logs["loss"] = loss.detach()
+        return logs
+
+    def phase_g_aux(self, batch: Batch | None, ctx: StepContext) -> Logs:
+        """Lazy self-supervision on fakes (every k steps, weight times k); D is frozen."""
+        B, logs = int(ctx.sched.get("batch_size", self.cfg.train.batch_size)), {}
+        with ctx.autocast():
+            fake = self.augment(self.G(self.G.sample_z(B, device=ctx.device)))
+            _, feats, extras = self._d_pass(fake, "g", self.lazy_tasks)
+            loss = self.aux_every * self._aux_terms("g", feats, B, extras, logs)
         ctx.backward(loss)
         logs["loss"] = loss.detach()
         return logs

@@ -47,12 +47,12 @@ class PGGANFamily(ProgressiveFamily):
     def phase_d(self, batch: Batch | None, ctx: StepContext) -> Logs:
         """WGAN-GP + drift on faded reals and fakes at the current level, + weighted auxiliary terms on reals."""
         assert batch is not None
-        real = self.reals(batch)  # [B, C, r, r]
+        real = self.augment(self.reals(batch))  # [B, C, r, r]
         B, loss_cfg, logs = real.shape[0], self.cfg.loss, {}
         with ctx.autocast():
             real_scores, feats = self.D.forward_with_feature(real, self.alpha)
             with torch.no_grad():
-                fake = self.G.raw(self.G.sample_z(B, device=ctx.device), self.level, self.alpha)
+                fake = self.augment(self.G.raw(self.G.sample_z(B, device=ctx.device), self.level, self.alpha))
             fake_scores = self.D(fake, self.alpha)
             wdist = d_wgan(real_scores.float(), fake_scores.float())
             loss = wdist + loss_cfg.drift * drift_penalty(real_scores.float())
@@ -71,7 +71,7 @@ class PGGANFamily(ProgressiveFamily):
         """-E[D(G(z))] at the current level + weighted auxiliary terms on fakes."""
         logs: Logs = {}
         with ctx.autocast():
-            fake = self.G.raw(self.G.sample_z(self.batch_size(ctx), device=ctx.device), self.level, self.alpha)
+            fake = self.augment(self.G.raw(self.G.sample_z(self.batch_size(ctx), device=ctx.device), self.level, self.alpha))
             scores, feats = self.D.forward_with_feature(fake, self.alpha)
             adv = g_wgan(scores.float())
             loss = adv + self.aux_terms("g", fake, feats, logs)

@@ -131,6 +131,7 @@ class ProgressiveFamily(Family):
 
     loss_config: ClassVar[type]
     representations = ("D",)
+    supported_aux = ("rotation",)
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)

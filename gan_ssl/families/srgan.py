@@ -128,7 +128,7 @@ class SRGANFamily(ConditionalFamily):
         with ctx.autocast():
             with torch.no_grad():
                 sr = self.G(batch["low_res"]).clamp(-1, 1)
-            real, fake = self.D(hr).float(), self.D(sr).float()
+            real, fake = self.D(self.augment(hr)).float(), self.D(self.augment(sr)).float()
             loss = d_relativistic_average(real, fake) if self.cfg.loss.relativistic else self.d_adv(real, fake)
         ctx.backward(loss)
         return {"loss": loss.detach(), "d_real": real.detach().mean(), "d_fake": fake.detach().mean()}
@@ -148,8 +148,8 @@ class SRGANFamily(ConditionalFamily):
                 loss = loss + loss_cfg.feature_weight * feat
                 logs["feat"] = feat.detach()
             if loss_cfg.adv_weight > 0:
-                fake = self.D(sr).float()
-                adv = g_relativistic_average(self.D(hr).float(), fake) if loss_cfg.relativistic else self.g_adv(fake)
+                fake = self.D(self.augment(sr)).float()
+                adv = g_relativistic_average(self.D(self.augment(hr)).float(), fake) if loss_cfg.relativistic else self.g_adv(fake)
                 loss = loss + loss_cfg.adv_weight * adv
                 logs["g_adv"] = adv.detach()
         ctx.backward(loss)

@@ -87,13 +87,13 @@ class StyleGANFamily(ProgressiveFamily):
     def phase_d(self, batch: Batch | None, ctx: StepContext) -> Logs:
         """Logistic loss on faded reals and (mixed) fakes at the current level + weighted auxiliary terms on reals."""
         assert batch is not None
-        real = self.reals(batch)  # [B, C, r, r]
+        real = self.augment(self.reals(batch))  # [B, C, r, r]
         logs: Logs = {}
         with ctx.autocast():
             real_logits, feats = self.D.forward_with_feature(real, self.alpha)
             with torch.no_grad():
                 fake = self.fakes(real.shape[0], ctx.device)
-            fake_logits = self.D(fake, self.alpha)
+            fake_logits = self.D(self.augment(fake), self.alpha)
             adv = d_nonsaturating(real_logits.float(), fake_logits.float())
             loss = adv + self.aux_terms("d", real, feats, logs)
         ctx.backward(loss)
@@ -104,7 +104,7 @@ class StyleGANFamily(ProgressiveFamily):
     def phase_dreg(self, batch: Batch | None, ctx: StepContext) -> Logs:
         """Lazy R1: gamma / 2 * E||grad_x D(x)||^2 on faded reals, times the D steps this phase stands for."""
         assert batch is not None
-        real = self.reals(batch).detach().requires_grad_(True)
+        real = self.augment(self.reals(batch)).detach().requires_grad_(True)
         with ctx.autocast():
             logits = self.D(real, self.alpha)
         penalty = r1_penalty(logits.float(), real)
@@ -116,7 +116,7 @@ class StyleGANFamily(ProgressiveFamily):
         """softplus(-D(G(z))) on (mixed) fakes + weighted auxiliary terms on fakes; updates w_avg."""
         logs: Logs = {}
         with ctx.autocast():
-            fake = self.fakes(self.batch_size(ctx), ctx.device, track_w_avg=True)
+            fake = self.augment(self.fakes(self.batch_size(ctx), ctx.device, track_w_avg=True))
             logits, feats = self.D.forward_with_feature(fake, self.alpha)
             adv = g_nonsaturating(logits.float())
             loss = adv + self.aux_terms("g", fake, feats, logs)
