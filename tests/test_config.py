@@ -27,7 +27,8 @@ def test_shipped_configs_resolve(path):
 def test_ssgan_config_uses_paper_weights():
     cfg = resolve(Path(__file__).parent.parent / "configs" / "ssgan_fmnist.yaml")
     assert (cfg.aux.rotation.d_weight, cfg.aux.rotation.g_weight) == (1.0, 0.2)
-    assert cfg.model.name == "sngan" and cfg.model.self_modulation
+    assert cfg.model.name == "dcgan" and (cfg.aux.rotation.protocol, cfg.aux.rotation.every) == ("one", 4)
+    assert cfg.train.minutes > 0  # the main job trains on a wall-clock budget
 
 
 @pytest.mark.parametrize(
