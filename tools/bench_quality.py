@@ -173,8 +173,9 @@ def run_entry(name: str, config: str | None, args: argparse.Namespace, seed: int
     cache = out / "result.json"
     if cache.is_file() and not args.fresh:
         res = json.loads(cache.read_text())
-        if getattr(args, "probe", False) and config is not None and "probe_1" not in res:
-            res.update(probe_run(out))
+        fr = getattr(args, "probe_fractions", "0.01,0.1,1.0")
+        if getattr(args, "probe", False) and config is not None and any(f"probe_{float(f):g}" not in res for f in fr.split(",")):
+            res.update(probe_run(out, fr))
             cache.write_text(json.dumps(res, indent=1))
         return res
     if out.exists():
@@ -194,7 +195,7 @@ def run_entry(name: str, config: str | None, args: argparse.Namespace, seed: int
     torch.save(samples[:64].clone(), out / "grid.pt")
     res = {"entry": name, "seed": seed, **info, **score(samples), "n": args.n}
     if getattr(args, "probe", False) and config is not None:
-        res.update(probe_run(out))
+        res.update(probe_run(out, getattr(args, "probe_fractions", "0.01,0.1,1.0")))
     cache.write_text(json.dumps(res, indent=1))
     return res
 
@@ -217,7 +218,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def table(summary: dict[str, dict[str, Any]], minutes: float, threads: int) -> str:
-    probes = any("probe_1" in s for s in summary.values())
+    probes = any(k.startswith("probe_") for s in summary.values() for k in s)
     head = "| entry | seeds | steps | img/s | FID | KID | precision | recall |" + (" probe 1% | 10% | 100% |" if probes else "")
     lines = [f"Fashion-MNIST, {minutes:g} training minutes each at {threads} threads; 10k samples vs the test split, "
              "offline extractor fid[fashion-mnist-cnn]" + ("; linear probe of D (test top-1 %, 3 label subsets)" if probes else ""),
@@ -248,6 +249,8 @@ def parser(doc: str = __doc__) -> argparse.ArgumentParser:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VAL,KEY=VAL",
                     help="another entry: the first config with these overrides (e.g. norot:aux.rotation.d_weight=0,aux.rotation.g_weight=0)")
     ap.add_argument("--probe", action="store_true", help="also probe each gan_ssl entry's D at 1/10/100%% labels")
+    ap.add_argument("--probe-fractions", default="0.01,0.1,1.0",
+                    help="label fractions of --probe (the 100%% fit takes most of a probe's minutes)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the canonical DCGAN")
     ap.add_argument("--n", type=int, default=10000, help="samples scored per run")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_quality"))

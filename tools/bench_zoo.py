@@ -1,7 +1,7 @@
 """Every family's default config at the same wall-clock budget (through tools/bench_quality.py), one table.
 
     python tools/bench_zoo.py                                  # 10 training minutes each, 2 threads, seed 0
-    python tools/bench_zoo.py --minutes 20 --configs configs/pggan_fmnist.yaml,configs/stylegan_fmnist.yaml
+    python tools/bench_zoo.py --minutes 20 --zoo configs/pggan_fmnist.yaml,configs/stylegan_fmnist.yaml
 
 Columns: images/s over the run, minutes of training until full resolution at alpha 1 (progressive families;
 read from metrics.jsonl, logged every `train.log_every` steps), and FID/KID/precision/recall of 10k EMA
