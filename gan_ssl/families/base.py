@@ -137,6 +137,17 @@ class Family:
         """DiffAugment of a batch D is about to see (the same policy for reals and fakes, in every phase); identity when off."""
         return diff_augment(x, self.diffaug) if self.diffaug else x
 
+    def place(self, net: nn.Module) -> nn.Module:
+        """`net` on the family's device, in the configured memory format (NHWC when train.channels_last)."""
+        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+        return net.to(self.device, memory_format=fmt)
+
+    def track_generator(self, G: nn.Module) -> None:
+        """An EMA of the net named G as `G_ema` (what sampling reads) and the fixed latents of the sample grid."""
+        t = self.cfg.train
+        self.emas["G_ema"] = ("G", EMA(G, t.ema_beta, t.ema_ramp, t.ema_start))
+        self.buffers["fixed_z"] = G.sample_z(t.sample_grid, torch.Generator().manual_seed(self.cfg.seed + 1), self.device)
+
     # --- the loop's hooks ----------------------------------------------------------------------
     def schedule(self, ctx: StepContext) -> dict[str, float]:
         """Per-step values (level of detail, alpha, lr, batch_size, ...), logged and read by phases."""

@@ -25,13 +25,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from gan_ssl.aux import AuxTask, build_aux_tasks
-from gan_ssl.ema import EMA
 from gan_ssl.errors import ConfigError
 from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, register_family
-from gan_ssl.families.gan import d_representation, generate
+from gan_ssl.families.gan import EMAGeneratorSampling, d_representation
 from gan_ssl.losses import bigan_d_hinge, bigan_ge_loss
 from gan_ssl.models import build_model
-from gan_ssl.models.base import refresh_bn_stats
 from gan_ssl.models.bigbigan import Encoder
 
 if TYPE_CHECKING:
@@ -53,7 +51,7 @@ def encoder_representation(E: Encoder, name: str = "encoder") -> Representation:
 
 
 @register_family("bigbigan")
-class BigBiGANFamily(Family):
+class BigBiGANFamily(EMAGeneratorSampling, Family):
     loss_config = BigBiGANLoss
     default_model = "bigbigan"
     representations = ("encoder", "D")
@@ -62,14 +60,11 @@ class BigBiGANFamily(Family):
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)
         t, loss = cfg.train, cfg.loss
-        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
         G, E, D = build_model(cfg)
         aux = build_aux_tasks(cfg.aux, D.F)
-        self.G, self.E, self.D = G.to(self.device, memory_format=fmt), E.to(self.device, memory_format=fmt), D.to(self.device, memory_format=fmt)
-        self.aux = aux.to(self.device)
+        self.G, self.E, self.D, self.aux = self.place(G), self.place(E), self.place(D), aux.to(self.device)
         self.nets = {"G": self.G, "E": self.E, "D": self.D, "aux": self.aux}
-        self.emas = {"G_ema": ("G", EMA(self.G, t.ema_beta, t.ema_ramp, t.ema_start))}
-        self.buffers = {"fixed_z": G.sample_z(t.sample_grid, torch.Generator().manual_seed(cfg.seed + 1), self.device)}
+        self.track_generator(self.G)
         self.weights = {"x": loss.sx_weight, "z": loss.sz_weight, "xz": 1.0}
         self.tasks: list[AuxTask] = list(aux.values())
         if not training:
@@ -156,17 +151,6 @@ class BigBiGANFamily(Family):
         return logs
 
     # --- evaluation ----------------------------------------------------------------------------
-    def prepare_eval(self) -> None:
-        refresh_bn_stats(self.ema_module("G_ema"), self.device, seed=self.cfg.seed)
-
-    @torch.no_grad()
-    def grid(self) -> torch.Tensor:
-        return self.ema_module("G_ema")(self.buffers["fixed_z"])
-
-    def sample(self, n: int, seed: int = 0, batch_size: int = 256, **options: Any) -> torch.Tensor:
-        self.check_sample_options(options)
-        return generate(self.ema_module("G_ema"), n, seed, batch_size, self.device)
-
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, ema: bool = True, sample: bool = True, seed: int = 0) -> torch.Tensor:
         """G(E(x)): x [B, C, H, W] in [-1, 1] -> [B, C, H, W] in [-1, 1], with the EMA generator (or the trained one

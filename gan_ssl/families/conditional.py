@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gan_ssl.errors import ConfigError
-from gan_ssl.families.base import Batch, Family, StepContext
+from gan_ssl.families.base import Batch, Family, Phase, StepContext
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
@@ -27,6 +27,19 @@ def pretraining(sched: dict[str, float]) -> bool:
 def adversarial(sched: dict[str, float]) -> bool:
     """Phase predicate: the adversarial stage (D and G)."""
     return sched.get("stage", 1.0) == 1.0
+
+
+def two_stage_phases(fam: Family, G: torch.nn.Module, D: torch.nn.Module) -> None:
+    """Adam for G and D (the config's lr and betas), then the phases: G_pre (G alone, `fam.phase_g_pre`) in the
+    pre-training stage when loss.pretrain_steps > 0; D x n_dis (when loss.adv_weight > 0) and G in the adversarial one."""
+    t, loss = fam.cfg.train, fam.cfg.loss
+    fam.optimizers = {"G": torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1_g, t.beta2_g)),
+                      "D": torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1_d, t.beta2_d))}
+    if loss.pretrain_steps > 0:
+        fam.phases.append(Phase("G_pre", ("G",), "G", fam.phase_g_pre, when=pretraining))  # type: ignore[attr-defined]
+    if loss.adv_weight > 0:
+        fam.phases.append(Phase("D", ("D",), "D", fam.phase_d, repeat=t.n_dis, when=adversarial))  # type: ignore[attr-defined]
+    fam.phases.append(Phase("G", ("G",), "G", fam.phase_g, when=adversarial))  # type: ignore[attr-defined]
 
 
 def grid_size(sample_grid: int) -> int:

@@ -18,7 +18,6 @@ import torch
 
 from gan_ssl.aux import AuxTask, build_aux_tasks
 from gan_ssl.data import to_uint8
-from gan_ssl.ema import EMA
 from gan_ssl.errors import ConfigError, DataError
 from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, register_family
 from gan_ssl.losses import ADVERSARIAL, r1_penalty
@@ -50,6 +49,36 @@ def generate(G: Generator, n: int, seed: int = 0, batch_size: int = 256, device:
     return torch.cat([to_uint8(G(z[i : i + batch_size].to(device))).cpu() for i in range(0, n, batch_size)])
 
 
+def build_g_d_aux(fam: Family) -> tuple[Generator, Discriminator, torch.nn.ModuleDict]:
+    """The config's G and D and D's auxiliary heads, placed on the family's device as nets G, D, aux,
+    with G's EMA and the grid latents (the gan and progressive families)."""
+    G, D = build_model(fam.cfg)
+    aux = build_aux_tasks(fam.cfg.aux, D)
+    fam.G, fam.D, fam.aux = fam.place(G), fam.place(D), aux.to(fam.device)
+    fam.nets = {"G": fam.G, "D": fam.D, "aux": fam.aux}
+    fam.track_generator(fam.G)
+    return fam.G, fam.D, fam.aux
+
+
+class EMAGeneratorSampling:
+    """Sampling from the EMA generator `G_ema` (z -> image), BatchNorm standing statistics refreshed first;
+    shared by the families whose G maps a latent alone (gan, bigbigan)."""
+
+    cfg: "Config"
+    device: torch.device
+
+    def prepare_eval(self) -> None:
+        refresh_bn_stats(self.ema_module("G_ema"), self.device, seed=self.cfg.seed)  # type: ignore[attr-defined]
+
+    @torch.no_grad()
+    def grid(self) -> torch.Tensor:
+        return self.ema_module("G_ema")(self.buffers["fixed_z"])  # type: ignore[attr-defined]
+
+    def sample(self, n: int, seed: int = 0, batch_size: int = 256, **options: Any) -> torch.Tensor:
+        self.check_sample_options(options)  # type: ignore[attr-defined]
+        return generate(self.ema_module("G_ema"), n, seed, batch_size, self.device)  # type: ignore[attr-defined]
+
+
 def d_representation(D: Discriminator, name: str = "D") -> Representation:
     """D's named block outputs (and 'penultimate') as a representation; 'all' = every block."""
     blocks = list(D.blocks.keys())
@@ -57,7 +86,7 @@ def d_representation(D: Discriminator, name: str = "D") -> Representation:
 
 
 @register_family("gan")
-class GANFamily(Family):
+class GANFamily(EMAGeneratorSampling, Family):
     loss_config = GANLoss
     default_model = "sngan"
     representations = ("D",)
@@ -67,14 +96,7 @@ class GANFamily(Family):
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)
         t = cfg.train
-        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-        G, D = build_model(cfg)
-        aux = build_aux_tasks(cfg.aux, D)
-        G, D, aux = G.to(self.device, memory_format=fmt), D.to(self.device, memory_format=fmt), aux.to(self.device)
-        self.G, self.D, self.aux = G, D, aux
-        self.nets = {"G": G, "D": D, "aux": aux}
-        self.emas = {"G_ema": ("G", EMA(G, t.ema_beta, t.ema_ramp, t.ema_start))}
-        self.buffers = {"fixed_z": G.sample_z(t.sample_grid, torch.Generator().manual_seed(cfg.seed + 1), self.device)}
+        G, D, aux = build_g_d_aux(self)
         loss = cfg.loss
         self.d_adv, self.g_adv = ADVERSARIAL[loss.adversarial]
         self.adv_weight = loss.d_adv_weight  # G's adversarial term follows D's: no real/fake head, no signal for G
@@ -228,17 +250,6 @@ class GANFamily(Family):
         return logs
 
     # --- evaluation ----------------------------------------------------------------------------
-    def prepare_eval(self) -> None:
-        refresh_bn_stats(self.ema_module("G_ema"), self.device, seed=self.cfg.seed)
-
-    @torch.no_grad()
-    def grid(self) -> torch.Tensor:
-        return self.ema_module("G_ema")(self.buffers["fixed_z"])
-
-    def sample(self, n: int, seed: int = 0, batch_size: int = 256, **options: Any) -> torch.Tensor:
-        self.check_sample_options(options)
-        return generate(self.ema_module("G_ema"), n, seed, batch_size, self.device)
-
     def representation(self, name: str | None = None) -> Representation:
         self.check_representation(name)
         return d_representation(self.D)

@@ -25,13 +25,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from gan_ssl.aux import AuxTask, build_aux_tasks
+from gan_ssl.aux import AuxTask
 from gan_ssl.data import to_uint8
-from gan_ssl.ema import EMA
 from gan_ssl.errors import ConfigError, DataError
 from gan_ssl.families.base import Family, Logs, Representation, StepContext
-from gan_ssl.families.gan import d_representation
-from gan_ssl.models import build_model
+from gan_ssl.families.gan import build_g_d_aux, d_representation
 from gan_ssl.models.pggan import upscale
 
 if TYPE_CHECKING:
@@ -136,14 +134,7 @@ class ProgressiveFamily(Family):
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)
         t = cfg.train
-        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-        G, D = build_model(cfg)
-        aux = build_aux_tasks(cfg.aux, D)
-        G, D, aux = G.to(self.device, memory_format=fmt), D.to(self.device, memory_format=fmt), aux.to(self.device)
-        self.G, self.D, self.aux = G, D, aux
-        self.nets = {"G": G, "D": D, "aux": aux}
-        self.emas = {"G_ema": ("G", EMA(G, t.ema_beta, t.ema_ramp, t.ema_start))}
-        self.buffers = {"fixed_z": G.sample_z(t.sample_grid, torch.Generator().manual_seed(cfg.seed + 1), self.device)}
+        G, D, aux = build_g_d_aux(self)
         self.tasks: list[AuxTask] = list(aux.values())
         self.grow = grow_schedule(0, cfg.data.resolution, cfg.loss.grow, t.batch_size)
         if training:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from gan_ssl.ema import EMA
 from gan_ssl.errors import ConfigError
-from gan_ssl.families.base import Batch, Logs, Phase, Representation, StepContext, register_family
-from gan_ssl.families.conditional import ConditionalFamily, adversarial, pretraining
+from gan_ssl.families.base import Batch, Logs, Representation, StepContext, register_family
+from gan_ssl.families.conditional import ConditionalFamily, two_stage_phases
 from gan_ssl.families.gan import d_representation
 from gan_ssl.losses import ADVERSARIAL, d_relativistic_average, g_relativistic_average
 from gan_ssl.models import build_model
@@ -63,7 +63,7 @@ class SRGANFamily(ConditionalFamily):
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)
-        t, loss = cfg.train, cfg.loss
+        loss = cfg.loss
         G, D = build_model(cfg)
         self.G, self.D, self.scale = G.to(self.device), D.to(self.device), cfg.model.scale
         self.nets = {"G": self.G, "D": self.D}
@@ -76,13 +76,7 @@ class SRGANFamily(ConditionalFamily):
             from gan_ssl.image_metrics import LPIPS
 
             self.lpips = LPIPS(loss.lpips_weights or None).to(self.device)
-        self.optimizers = {"G": torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1_g, t.beta2_g)),
-                           "D": torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1_d, t.beta2_d))}
-        if loss.pretrain_steps > 0:
-            self.phases.append(Phase("G_pre", ("G",), "G", self.phase_g_pre, when=pretraining))
-        if loss.adv_weight > 0:
-            self.phases.append(Phase("D", ("D",), "D", self.phase_d, repeat=t.n_dis, when=adversarial))
-        self.phases.append(Phase("G", ("G",), "G", self.phase_g, when=adversarial))
+        two_stage_phases(self, G, D)
 
     @classmethod
     def validate(cls, cfg: "Config") -> None:
