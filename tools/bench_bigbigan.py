@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -39,18 +40,12 @@ from gan_ssl.data import ImageData
 from gan_ssl.errors import GanSslError
 from gan_ssl.probe import FRACTIONS, L2_GRID, run_probe
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_ssgan_claim import _cached  # noqa: E402  (JSON-cached steps, shared by the benchmarks)
+
 SETUPS = {"bigbigan": "configs/bigbigan_fmnist.yaml", "ssgan": "configs/ssgan_fmnist.yaml"}
 E_LAYERS = ("pool", "bn_crelu")
 MARGIN_OVER_PIXELS = 0.04  # the target at 100% labels
-
-
-def _cached(path: Path, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    if path.is_file():
-        return json.loads(path.read_text())
-    r = fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(r, indent=2))
-    return r
 
 
 def train_setup(cfg: Config, out: Path, progress: bool) -> dict[str, Any]:
