@@ -417,8 +417,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
         log.warning("nothing to do: the run is at step %d of %d (%.1f of %s minutes)", st.step, t.steps, st.elapsed / 60,
                     t.minutes or "unlimited")
         return
-    # under a minutes budget the step count is often a "no limit" placeholder: no step ETA then, the minutes instead
-    bar = Progress(total=None if budget and t.steps >= 10**7 else t.steps, initial=st.step, desc=f"train {cfg.family}/{cfg.model.name}", unit="step", enabled=progress)
+    # under a minutes budget the step count is usually a large upper bound: no step ETA then, the minutes instead
+    bar = Progress(total=None if budget else t.steps, initial=st.step, desc=f"train {cfg.family}/{cfg.model.name}", unit="step", enabled=progress)
     t_last, step_last, img_last = time.perf_counter(), st.step, st.images
     clock = time.perf_counter()
     with _InterruptAtBoundary() as interrupt:

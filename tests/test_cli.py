@@ -78,7 +78,7 @@ def test_train_sample_info_roundtrip(tmp_path):
     code, output, _ = run("info", ckpt)
     assert code == 0 and "step:       3" in output and "rotation" in output and "params:" in output
     code, output, _ = run("info", ckpt, "--json")
-    assert code == 0 and '"model": "sngan"' in output
+    assert code == 0 and '"model": "dcgan"' in output
 
 
 def test_missing_foreign_and_corrupt_checkpoints(tmp_path):
