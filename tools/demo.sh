@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up, train SSGAN on Fashion-MNIST for a few minutes, then samples, FID and the discriminator's
-# probe accuracy. About 13 minutes on a 2-core CPU from a fresh machine, install and the FID extractor included.
+# probe accuracy. About 11 minutes on a 2-core CPU from a fresh machine, install and the FID extractor included.
 #   MINUTES=20 bash tools/demo.sh      # a longer run (default 8 training minutes; configs/ssgan_fmnist.yaml says why)
 #   OUT=runs/other bash tools/demo.sh  # another run folder; an existing run is resumed up to the budget
 set -euo pipefail
