@@ -17,13 +17,13 @@ torchvision's file name, and a path whose hash differs is reported as such, neve
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from gan_ssl.errors import DataError, WeightsError
+from gan_ssl.features import sha256_file
 
 VGG_FILE = "vgg16-397923af.pth"  # torchvision's VGG-16 ImageNet weights; the suffix is its sha256 prefix
 VGG_SHA256_PREFIX = "397923af"
@@ -110,14 +110,6 @@ def vgg_trunk_expected_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG_FILE
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def find_vgg_trunk(path: str | Path | None = None) -> tuple[Path, str, bool]:
     """(trunk file, its sha256, whether it is torchvision's file) for LPIPS.
 
@@ -128,13 +120,13 @@ def find_vgg_trunk(path: str | Path | None = None) -> tuple[Path, str, bool]:
         p = Path(path).expanduser()
         if not p.is_file():
             raise WeightsError(f"LPIPS VGG-16 trunk not found at {p}; torchvision's file is {VGG_FILE}")
-        digest = _sha256(p)
+        digest = sha256_file(p)
         return p, digest, digest.startswith(VGG_SHA256_PREFIX)
     p = vgg_trunk_expected_path()
     if not p.is_file():
         raise WeightsError(f"LPIPS needs the VGG-16 trunk {VGG_FILE} in {p.parent} (torchvision's hub checkpoint cache, "
                            f"$TORCH_HOME/hub/checkpoints); copy the file there or pass --lpips-weights PATH")
-    digest = _sha256(p)
+    digest = sha256_file(p)
     if not digest.startswith(VGG_SHA256_PREFIX):
         raise WeightsError(f"{p} has sha256 {digest[:12]}..., not torchvision's {VGG_SHA256_PREFIX}...: a partial or different file; "
                            "replace it with torchvision's vgg16-397923af.pth")
