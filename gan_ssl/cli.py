@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -90,14 +91,21 @@ def train(config: str, overrides: tuple[str, ...], out_dir: str | None, resume: 
       gan-ssl train configs/ssgan_fmnist.yaml --out runs/ssgan
       gan-ssl train configs/ssgan_fmnist.yaml --out runs/ssgan --set train.steps=4000 --resume
       gan-ssl train configs/sngan_fmnist.yaml --set aux.rotation.d_weight=1.0 --device cuda
+      torchrun --nproc-per-node 4 -m gan_ssl train configs/ssgan_fmnist.yaml --device cuda   (data-parallel)
     """
     from gan_ssl.config import resolve
+    from gan_ssl.distributed import env_world_size
     from gan_ssl.train import train as run_train
 
     cfg = resolve(config, list(overrides) + ([f"train.device={device}"] if device else []))
     out = Path(out_dir) if out_dir else Path("runs") / Path(config).stem
     budget = f" or {cfg.train.minutes:g} minutes" if cfg.train.minutes else ""
-    click.echo(f"training {cfg.family}/{cfg.model.name} on {cfg.data.name} for {cfg.train.steps} steps{budget} -> {out}")
+    world = env_world_size()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 speaks
+        run_train(cfg, out, resume=resume, progress=False)
+        return
+    procs = f" on {world} processes (global batch {world} x {cfg.train.batch_size})" if world > 1 else ""
+    click.echo(f"training {cfg.family}/{cfg.model.name} on {cfg.data.name} for {cfg.train.steps} steps{budget}{procs} -> {out}")
     last = run_train(cfg, out, resume=resume, progress=not quiet)
     click.echo(f"samples:    {out / 'samples'}")
     click.echo(f"checkpoint: {last}")

@@ -390,15 +390,17 @@ def _collate(items: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, 
 
 
 class _BatchOrder:
-    """Index lists from a copy of a sampler, forever (a DataLoader `batch_sampler`)."""
+    """Index lists from a copy of a sampler, forever (a DataLoader `batch_sampler`): this rank's slice
+    [rank * B, (rank + 1) * B) of each global batch of world * B indices."""
 
-    def __init__(self, sampler: EpochSampler, batch_size: int) -> None:
-        self.sampler = EpochSampler(sampler.n, batch_size, sampler.seed)
+    def __init__(self, sampler: EpochSampler, batch_size: int, rank: int = 0, world: int = 1) -> None:
+        self.sampler = EpochSampler(sampler.n, batch_size * world, sampler.seed)
         self.sampler.load_state_dict(sampler.state_dict())
+        self.lo, self.hi = rank * batch_size, (rank + 1) * batch_size
 
     def __iter__(self) -> Any:
         while True:
-            yield self.sampler.next().tolist()
+            yield self.sampler.next()[self.lo : self.hi].tolist()
 
 
 Batch = dict[str, torch.Tensor]
@@ -411,12 +413,21 @@ class BatchStream:
 
     In-memory data is indexed directly; a FolderSource streams through a DataLoader whose workers
     prefetch in the sampler's order (the state is that of the batches handed out, not prefetched).
+
+    Data-parallel (world > 1, gan_ssl.distributed): every rank draws the same global order of world * B
+    indices per batch and keeps rows [rank * B, (rank + 1) * B), so N ranks at B see, together, the
+    batches one process at N * B sees; family inputs are drawn per rank (seed, batch number, rank).
     """
 
     def __init__(self, source: "ImageData | FolderSource", batch_size: int, seed: int, device: torch.device | str = "cpu",
                  memory_format: torch.memory_format = torch.contiguous_format,
-                 make_inputs: Callable[[Batch, torch.Generator], Batch] | None = None, workers: int = 0) -> None:
+                 make_inputs: Callable[[Batch, torch.Generator], Batch] | None = None, workers: int = 0,
+                 rank: int = 0, world: int = 1) -> None:
         self.source, self.seed, self.device, self.memory_format = source, seed, torch.device(device), memory_format
+        self.rank, self.world = rank, world
+        if len(source) < batch_size * world:
+            raise DataError(f"dataset has {len(source)} images, fewer than one global batch of {world} x {batch_size}; "
+                            "lower train.batch_size or start fewer processes")
         self.sampler = EpochSampler(len(source), batch_size, seed)
         self.make_inputs, self.workers, self.drawn = make_inputs, workers, 0
         self._images = source.images.to(self.device) if isinstance(source, ImageData) else None
@@ -429,7 +440,8 @@ class BatchStream:
 
     def _stream(self, bs: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._loader is None or self._loader_bs != bs:
-            dl = torch.utils.data.DataLoader(self.source, batch_sampler=_BatchOrder(self.sampler, bs), num_workers=self.workers,
+            dl = torch.utils.data.DataLoader(self.source, batch_sampler=_BatchOrder(self.sampler, bs, self.rank, self.world),
+                                             num_workers=self.workers,
                                              collate_fn=_collate, persistent_workers=False, prefetch_factor=2 if self.workers else None)
             self._loader, self._loader_bs = iter(dl), bs
         try:
@@ -437,7 +449,7 @@ class BatchStream:
         except DataError as e:  # raised in a worker: the message ends with the original one-line error
             self._loader = None
             raise DataError(str(e).strip().splitlines()[-1].split(": ", 1)[-1]) from None
-        expect = self.sampler.next(bs)
+        expect = self._local(self.sampler.next(bs * self.world), bs)
         assert torch.equal(idx, expect), "streamed batch out of order"
         return images, labels, idx
 
@@ -445,7 +457,7 @@ class BatchStream:
         """The next batch (of `batch_size` images, or the stream's default)."""
         bs = int(batch_size or self.sampler.batch_size)
         if self._images is not None:
-            idx = self.sampler.next(bs)
+            idx = self._local(self.sampler.next(bs * self.world), bs)
             dev_idx = idx.to(self.device)
             images, labels = self._images[dev_idx], self._labels[dev_idx]
         else:
@@ -453,10 +465,14 @@ class BatchStream:
             images, labels = images.to(self.device), labels.to(self.device)
         batch = {"image": to_float(images).contiguous(memory_format=self.memory_format), "label": labels, "index": idx}
         if self.make_inputs is not None:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * self.drawn + 1)
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * self.drawn + 1 + 104_729 * self.rank)
             batch = self.make_inputs(batch, g)
         self.drawn += 1
         return batch
+
+    def _local(self, idx: torch.Tensor, bs: int) -> torch.Tensor:
+        """This rank's rows of a global batch of indices."""
+        return idx[self.rank * bs : (self.rank + 1) * bs]
 
     def state_dict(self) -> dict[str, int]:
         return {**self.sampler.state_dict(), "drawn": self.drawn}

@@ -40,9 +40,13 @@ ADVERSARIAL: dict[str, tuple[DLoss, GLoss]] = {
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real images; `real` must require grad."""
+    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real images; `real` must require grad.
+
+    Plus 0 x the logits, as StyleGAN2-ADA does: every parameter of D then gets a defined gradient (zero for
+    those the penalty's second derivative does not reach, such as the last bias), which data-parallel
+    training (DDP) needs, and one process and N processes step the same parameters."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-    return grad.square().sum(dim=(1, 2, 3)).mean()
+    return grad.square().sum(dim=(1, 2, 3)).mean() + 0.0 * real_logits.sum()
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

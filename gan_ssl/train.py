@@ -9,6 +9,9 @@ Around the steps: metrics.jsonl, sample grids, in-training evaluation, atomic ch
 a wall-clock budget (`train.minutes`), and Ctrl-C handled at the next step boundary, so an interrupted
 and resumed run is bit-identical to an uninterrupted one.
 
+Under `torchrun --nproc-per-node N` the same loop runs data-parallel (gan_ssl.distributed): each phase's
+nets in DDP, the batch order sharded per rank, rank 0 alone writing.
+
 Run directory:
     config.yaml, metrics.jsonl, samples/step_NNNNNN.png, checkpoints/{latest,step_NNNNNN,best}.pt
 """
@@ -31,6 +34,8 @@ from gan_ssl import checkpoint as ckpt_io
 from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, flatten, from_dict, save_yaml
 from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data
+from gan_ssl.distributed import DataParallelPhases, Dist, rank_seed
+from gan_ssl.distributed import setup as setup_distributed
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
 from gan_ssl.families import FAMILIES, Family, Phase, StepContext
 from gan_ssl.progress import Progress
@@ -40,19 +45,24 @@ log = logging.getLogger(__name__)
 # Config keys that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("train.steps", "train.minutes", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
                      "train.log_every", "train.sample_grid", "train.device", "train.precision", "train.threads",
-                     "train.channels_last", "data.workers", "data.storage", "data.max_memory_gb", "eval.")
+                     "train.channels_last", "train.sync_bn", "train.allow_world_change", "data.workers", "data.storage",
+                     "data.max_memory_gb", "eval.")
 
 Evaluator = Callable[[Bundle], dict[str, float]]
 
 
 class TrainState(StepContext):
     """Everything a checkpoint restores: the family (nets, EMAs, optimizers, buffers), counters, data order,
-    RNG and gradient-scaler state, the best evaluation and the training seconds spent so far."""
+    RNG and gradient-scaler state, the best evaluation and the training seconds spent so far; `dist` is this
+    process's rank in a data-parallel run (rank 0 of 1 otherwise) and `ddp` the phases' DDP wrappers there."""
 
-    def __init__(self, cfg: Config, family: Family, stream: BatchStream, scaler: torch.amp.GradScaler, device: torch.device) -> None:
+    def __init__(self, cfg: Config, family: Family, stream: BatchStream, scaler: torch.amp.GradScaler, device: torch.device,
+                 dist: Dist | None = None) -> None:
         self.precision = resolve_precision(cfg.train.precision, device)
         super().__init__(device, _autocast_factory(device, self.precision), lambda loss: scaler.scale(loss).backward())
         self.cfg, self.family, self.stream, self.scaler = cfg, family, stream, scaler
+        self.dist = dist or Dist()
+        self.ddp: DataParallelPhases | None = None
         self.counters = {p.name: 0 for p in family.phases}
         self.best: dict[str, float] = {}
         self.elapsed = 0.0  # seconds of training over every session of this run (for train.minutes)
@@ -103,23 +113,42 @@ def _autocast_factory(device: torch.device, precision: str) -> Callable[[], cont
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def build_state(cfg: Config, source: ImageData | FolderSource) -> TrainState:
-    """Fresh family (networks, optimizers, EMAs), data order and scaler, all seeded from `cfg.seed`."""
-    device = resolve_device(cfg.train.device)
+def build_state(cfg: Config, source: ImageData | FolderSource, dist: Dist | None = None, device: torch.device | None = None) -> TrainState:
+    """Fresh family (networks, optimizers, EMAs), data order and scaler, all seeded from `cfg.seed`; in a
+    data-parallel run every rank builds the same networks, then follows its own random stream."""
+    dist = dist or Dist()
+    device = device or resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     family = FAMILIES[cfg.family](cfg, device, training=True)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    stream = BatchStream(source, cfg.train.batch_size, cfg.seed, device, fmt, family.make_inputs, cfg.data.workers)
+    stream = BatchStream(source, cfg.train.batch_size, cfg.seed, device, fmt, family.make_inputs, cfg.data.workers,
+                         rank=dist.rank, world=dist.world)
     scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(cfg.train.precision, device) == "fp16")
-    return TrainState(cfg, family, stream, scaler, device)
+    if dist.enabled:
+        torch.manual_seed(rank_seed(cfg.seed, dist.rank))
+    return TrainState(cfg, family, stream, scaler, device, dist)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _set_rng_state(rng: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
 
 
 def state_dict(st: TrainState) -> dict[str, Any]:
-    """The checkpoint of a state (format version 2: everything keyed by name)."""
+    """The checkpoint of a state (format version 2: everything keyed by name). In a data-parallel run this is a
+    collective (every rank's RNG state is gathered into it): every rank calls it, rank 0 writes it."""
     fam = st.family
-    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if st.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(st.device)
+    rng = _rng_state(st.device)
+    if st.dist.enabled:
+        rng["ranks"] = st.dist.gather(rng)
     return {
         "family": st.cfg.family,
         "config": st.cfg.to_dict(),
@@ -134,7 +163,9 @@ def state_dict(st: TrainState) -> dict[str, Any]:
         "data": st.stream.state_dict(),
         "rng": rng,
         "best": dict(st.best),
-        "meta": {"torch": str(torch.__version__), "time": time.time(), "precision": st.precision, "device": str(st.device)},
+        "world_size": st.dist.world,
+        "meta": {"torch": str(torch.__version__), "time": time.time(), "precision": st.precision, "device": str(st.device),
+                 "world_size": st.dist.world},
     }
 
 
@@ -169,9 +200,23 @@ def load_state_dict(st: TrainState, ck: dict[str, Any]) -> None:
     st.step, st.images, st.elapsed = int(ck["step"]), int(ck["images"]), float(ck.get("elapsed", 0.0))
     st.counters.update({k: int(v) for k, v in ck["counters"].items()})
     st.sched, st.best = dict(ck.get("sched", {})), dict(ck.get("best", {}))
-    torch.set_rng_state(ck["rng"]["torch"])
-    if "cuda" in ck["rng"] and st.device.type == "cuda":
-        torch.cuda.set_rng_state(ck["rng"]["cuda"], st.device)
+    ranks = ck["rng"].get("ranks")
+    if st.dist.enabled and ranks is not None and len(ranks) == st.dist.world:
+        _set_rng_state(ranks[st.dist.rank], st.device)
+    elif st.dist.enabled:  # a changed world size (allowed by train.allow_world_change): fresh per-rank streams
+        torch.manual_seed(rank_seed(st.cfg.seed, st.dist.rank) + st.step)
+    else:
+        _set_rng_state(ck["rng"], st.device)
+
+
+def check_world_size(cfg: Config, saved: dict[str, Any], world: int) -> None:
+    """A run resumes exactly only with the world size it was trained with; another one needs
+    train.allow_world_change=true (same global batch order, fresh per-rank random streams)."""
+    then = int(saved.get("world_size", 1))
+    if then != world and not cfg.train.allow_world_change:
+        raise ConfigError(f"cannot resume: the checkpoint was trained by {then} process(es), this run has {world}; "
+                          f"start {then} (torchrun --nproc-per-node {then}) for an exact resume, or pass "
+                          "--set train.allow_world_change=true to continue with a different batch per step")
 
 
 def check_resume_compatible(cfg: Config, saved: dict[str, Any]) -> None:
@@ -196,32 +241,36 @@ def save_grid(images: torch.Tensor, path: Path) -> None:
 class RunDir:
     """Paths and writers of a run directory."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path, main: bool = True) -> None:
+        self.root, self.main = Path(root), main  # main: this process writes (rank 0 of a data-parallel run)
         self.ckpts = self.root / "checkpoints"
         self.samples = self.root / "samples"
         self.metrics = self.root / "metrics.jsonl"
         self.latest = self.ckpts / "latest.pt"
 
     def log(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
         with open(self.metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def truncate_metrics(self, step: int) -> None:
         """Drop lines logged after `step` (written before a crash, after the last checkpoint)."""
-        if not self.metrics.exists():
+        if not self.main or not self.metrics.exists():
             return
         keep = [ln for ln in self.metrics.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
         self.metrics.write_text("".join(ln + "\n" for ln in keep))
 
     def write(self, st: TrainState, path: Path) -> None:
-        ckpt_io.write_atomic(ckpt_io.to_bytes({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, **state_dict(st)}), path)
+        sd = state_dict(st)  # a collective in a data-parallel run: every rank gets here
+        if self.main:
+            ckpt_io.write_atomic(ckpt_io.to_bytes({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, **sd}), path)
 
     def save_checkpoint(self, st: TrainState, keep: int) -> Path:
         numbered = self.ckpts / f"step_{st.step:06d}.pt"
         self.write(st, numbered)
         self.write(st, self.latest)
-        if keep > 0:
+        if keep > 0 and self.main:
             for old in sorted(self.ckpts.glob("step_*.pt"))[:-keep]:
                 old.unlink()
         return numbered
@@ -303,10 +352,10 @@ def run_phase(st: TrainState, ph: Phase, batch_size: int, meter: _Meter | None =
     opt = fam.optimizers[ph.opt]
     batch = st.stream.next(batch_size) if ph.batch else None
     if batch is not None:
-        st.images += batch["image"].shape[0]
+        st.images += batch["image"].shape[0] * st.dist.world  # images of the global batch (schedules read it)
     opt.zero_grad(set_to_none=True)
     with parametrize.cached():
-        logs = ph.fn(batch, st)
+        logs = st.ddp.run(ph, batch, st) if st.ddp is not None else ph.fn(batch, st)
     st.scaler.step(opt)
     st.scaler.update()
     opt.zero_grad(set_to_none=True)  # frees the gradients; a later phase never sees them
@@ -336,8 +385,10 @@ def bundle_of(st: TrainState) -> Bundle:
 def _evaluate(st: TrainState, evaluators: list[Evaluator], run: RunDir) -> None:
     st.family.prepare_eval()
     results: dict[str, float] = {}
-    for ev in evaluators:
-        results.update(ev(bundle_of(st)))
+    if st.dist.is_main:  # rank 0 evaluates; every rank learns the result (best.pt is written collectively)
+        for ev in evaluators:
+            results.update(ev(bundle_of(st)))
+    results = st.dist.broadcast(results)
     run.log({"step": st.step, "eval": results})
     fid_keys = sorted(k for k in results if k.startswith("fid"))
     if fid_keys:
@@ -360,9 +411,20 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     With `resume`, continues from `out_dir/checkpoints/latest.pt` up to `cfg.train.steps` (and the
     `train.minutes` budget), restoring networks, optimizers, EMAs, counters, RNG state and data order:
     N steps then N more equal 2N. Ctrl-C stops after the step in progress with a checkpoint, then
-    raises KeyboardInterrupt.
+    raises KeyboardInterrupt. Started by torchrun with several processes, it trains data-parallel.
     """
-    run = RunDir(out_dir)
+    dist, device = setup_distributed(resolve_device(cfg.train.device))
+    try:
+        return _train(cfg, out_dir, resume, progress, evaluators, data, dist, device)
+    finally:
+        dist.close()
+
+
+def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evaluators: list[Evaluator] | None,
+           data: ImageData | FolderSource | None, dist: Dist, device: torch.device) -> Path:
+    if cfg.train.sync_bn and dist.enabled and device.type != "cuda":
+        raise ConfigError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); set it to false on CPU")
+    run = RunDir(out_dir, main=dist.is_main)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     saved = None
@@ -371,24 +433,28 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
             raise CheckpointError(f"nothing to resume: {run.latest} does not exist")
         saved = ckpt_io.load(run.latest)
         check_resume_compatible(cfg, saved["config"])
+        check_world_size(cfg, saved, dist.world)
     elif run.latest.is_file():
         raise ConfigError(f"{run.root} already holds a run ({run.latest}); pass --resume to continue it or choose another --out")
     source = open_training_data(cfg) if data is None else data
     shape = tuple(source.images.shape[1:]) if isinstance(source, ImageData) else (source.channels, source.resolution, source.resolution)
     if shape != (cfg.data.channels, cfg.data.resolution, cfg.data.resolution):
         raise ConfigError(f"data images are {shape}, the config expects ({cfg.data.channels}, {cfg.data.resolution}, {cfg.data.resolution})")
-    st = build_state(cfg, source)
+    st = build_state(cfg, source, dist, device)
     if saved is not None:
         load_state_dict(st, saved)
         run.truncate_metrics(st.step)
         log.info("resumed %s at step %d", run.latest, st.step)
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run.root / "config.yaml")
-    if saved is None and run.metrics.exists():
-        run.metrics.unlink()  # left by a run that died before its first checkpoint
+    if dist.enabled:
+        st.ddp = DataParallelPhases(st.family, dist, sync_bn=cfg.train.sync_bn)
+    if dist.is_main:
+        run.root.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run.root / "config.yaml")
+        if saved is None and run.metrics.exists():
+            run.metrics.unlink()  # left by a run that died before its first checkpoint
     if evaluators is None:
-        evaluators = default_evaluators(cfg, _eval_data(source, cfg)) if cfg.eval.every else []
-    _loop(st, run, evaluators, progress, run.latest if saved is not None else None)
+        evaluators = default_evaluators(cfg, _eval_data(source, cfg)) if cfg.eval.every and dist.is_main else []
+    _loop(st, run, evaluators, progress and dist.is_main, run.latest if saved is not None else None)
     return run.latest
 
 
@@ -399,7 +465,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
 
     def ensure_finite() -> None:
         bad = meter.non_finite()
-        if bad:
+        if st.dist.any(bool(bad)):  # every rank stops together
+            bad = bad or ["a loss of another rank"]
             where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written"
             raise DivergenceError(f"training diverged: {', '.join(sorted(bad))} became NaN/inf by step {st.step}{where}. "
                                   "Lower the learning rates or add a regulariser (loss.r1_gamma)")
@@ -420,6 +487,7 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
     # under a minutes budget the step count is usually a large upper bound: no step ETA then, the minutes instead
     bar = Progress(total=None if budget else t.steps, initial=st.step, desc=f"train {cfg.family}/{cfg.model.name}", unit="step", enabled=progress)
     t_last, step_last, img_last = time.perf_counter(), st.step, st.images
+    evaluating = st.dist.broadcast(bool(evaluators))  # rank 0 holds the evaluators; every rank takes part
     clock = time.perf_counter()
     with _InterruptAtBoundary() as interrupt:
         try:
@@ -428,11 +496,13 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                 now = time.perf_counter()
                 st.elapsed, clock = st.elapsed + (now - clock), now
                 bar.update(1)
-                last = st.step >= t.steps or out_of_time()
+                last = st.dist.any(st.step >= t.steps or out_of_time())  # ranks' clocks differ: all stop together
+                stop = st.dist.any(interrupt.requested)
                 if st.step % t.log_every == 0 or last:
                     ensure_finite()
                     dt, ds = now - t_last, st.step - step_last
-                    rec = {"step": st.step, **{k: round(v, 5) for k, v in meter.means().items()}, **st.sched,
+                    means = st.dist.mean(meter.means())  # over ranks: the losses of the global batch
+                    rec = {"step": st.step, **{k: round(v, 5) for k, v in means.items()}, **st.sched,
                            "it_s": round(ds / dt, 3), "img_s": round((st.images - img_last) / dt, 1), "minutes": round(st.elapsed / 60, 3)}
                     run.log(rec)
                     post = {k: f"{rec[k]:.3f}" for k in ("d_loss", "g_loss", "rot_acc_real") if k in rec}
@@ -444,14 +514,15 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                 if (t.sample_every and st.step % t.sample_every == 0) or last:
                     ensure_finite()
                     st.family.prepare_eval()
-                    save_grid(st.family.grid(), run.samples / f"step_{st.step:06d}.png")
-                if evaluators and ((cfg.eval.every and st.step % cfg.eval.every == 0) or last):
+                    if run.main:
+                        save_grid(st.family.grid(), run.samples / f"step_{st.step:06d}.png")
+                if evaluating and ((cfg.eval.every and st.step % cfg.eval.every == 0) or last):
                     ensure_finite()
                     _evaluate(st, evaluators, run)
-                if (t.ckpt_every and st.step % t.ckpt_every == 0) or last or interrupt.requested:
+                if (t.ckpt_every and st.step % t.ckpt_every == 0) or last or stop:
                     checkpoint()
                 clock = time.perf_counter()  # sampling, evaluation and checkpoints do not count against the budget
-                if interrupt.requested:
+                if stop:
                     log.warning("interrupted at step %d; saved %s (continue with --resume)", st.step, run.latest)
                     raise KeyboardInterrupt
                 if last:
