@@ -93,6 +93,8 @@ class TrainConfig:
     precision: str = "auto"  # fp32 | bf16 (autocast) | fp16 (autocast + grad scaling, CUDA) | auto: bf16 where the chip has native
     # bf16 math (CPU flags avx512_bf16/amx_bf16: 1.6x faster DCGAN steps on an AMD EPYC here; CUDA with bf16), else fp32
     threads: int = 0  # torch intra-op threads (0 = torch's default)
+    tensorboard: bool = False  # also write metrics and sample grids to RUN_DIR/tensorboard (pip install tensorboard); off
+    # by default: metrics.jsonl and `gan-ssl report` need no extra package
 
 
 @dataclass

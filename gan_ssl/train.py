@@ -10,7 +10,7 @@ a wall-clock budget (`train.minutes`), and Ctrl-C handled at the next step bound
 and resumed run is bit-identical to an uninterrupted one.
 
 Run directory:
-    config.yaml, metrics.jsonl, samples/step_NNNNNN.png, checkpoints/{latest,step_NNNNNN,best}.pt
+    config.yaml, metrics.jsonl, samples/step_NNNNNN.png, checkpoints/{latest,step_NNNNNN,best}.pt, tensorboard/ (train.tensorboard)
 """
 from __future__ import annotations
 
@@ -34,13 +34,14 @@ from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_dat
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
 from gan_ssl.families import FAMILIES, Family, Phase, StepContext
 from gan_ssl.progress import Progress
+from gan_ssl.tblog import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
 # Config keys that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("train.steps", "train.minutes", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
                      "train.log_every", "train.sample_grid", "train.device", "train.precision", "train.threads",
-                     "train.channels_last", "data.workers", "data.storage", "data.max_memory_gb", "eval.")
+                     "train.channels_last", "train.tensorboard", "data.workers", "data.storage", "data.max_memory_gb", "eval.")
 
 Evaluator = Callable[[Bundle], dict[str, float]]
 
@@ -202,10 +203,13 @@ class RunDir:
         self.samples = self.root / "samples"
         self.metrics = self.root / "metrics.jsonl"
         self.latest = self.ckpts / "latest.pt"
+        self.tb: TensorBoardLog | None = None  # mirrors log() and the sample grids when train.tensorboard is on
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            self.tb.log(record)
 
     def truncate_metrics(self, step: int) -> None:
         """Drop lines logged after `step` (written before a crash, after the last checkpoint)."""
@@ -363,6 +367,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     raises KeyboardInterrupt.
     """
     run = RunDir(out_dir)
+    run.tb = TensorBoardLog(run.root / "tensorboard") if cfg.train.tensorboard else None  # fails here without the package
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     saved = None
@@ -445,6 +450,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                     ensure_finite()
                     st.family.prepare_eval()
                     save_grid(st.family.grid(), run.samples / f"step_{st.step:06d}.png")
+                    if run.tb is not None:
+                        run.tb.grid(run.samples / f"step_{st.step:06d}.png", st.step)
                 if evaluators and ((cfg.eval.every and st.step % cfg.eval.every == 0) or last):
                     ensure_finite()
                     _evaluate(st, evaluators, run)
@@ -458,6 +465,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                     break
         finally:
             bar.close()
+            if run.tb is not None:
+                run.tb.close()
     if out_of_time() and st.step < t.steps:
         log.warning("stopped at step %d: the %.1f-minute budget (train.minutes) is spent", st.step, t.minutes)
 
