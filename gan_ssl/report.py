@@ -156,7 +156,8 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
 
 
 def _table(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
+    cell = lambda v: f"{v:.5g}" if isinstance(v, float) else str(v)  # noqa: E731
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(cell(v))}</td></tr>" for k, v in d.items())
     return f"<table>{rows}</table>"
 
 
