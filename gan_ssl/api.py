@@ -1,8 +1,9 @@
-"""Python API over checkpoints: rebuild a family for inference, sample images, describe a run.
+"""Python API over checkpoints: rebuild a family for inference, sample images, describe a run, write its report.
 
     >>> from gan_ssl import api
     >>> b = api.load("runs/ssgan")                                    # a Bundle (any family)
     >>> imgs = api.sample("runs/ssgan/checkpoints/latest.pt", n=16)    # uint8 [16, 1, 32, 32]
+    >>> api.write_report("runs/ssgan")                                # runs/ssgan/report.html
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, from_dict
 from gan_ssl.errors import CheckpointError
 from gan_ssl.families import FAMILIES, Family
+from gan_ssl.report import write_report  # noqa: F401  (the run report, also `gan-ssl report`)
 
 
 def checkpoint_file(path: str | Path) -> Path:

@@ -193,6 +193,22 @@ def info(ckpt: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="HTML file [default: RUN_DIR/report.html].")
+def report(run_dir: str, out: str | None) -> None:
+    """Write one self-contained HTML page of a run: curves, evaluations, throughput, sample grids, config, hardware.
+
+    \b
+    Examples:
+      gan-ssl report runs/ssgan
+      gan-ssl report runs/ssgan --out ssgan.html
+    """
+    from gan_ssl import api
+
+    click.echo(f"report: {api.write_report(run_dir, out)}")
+
+
+@cli.command()
 @click.argument("input1")
 @click.argument("input2")
 @click.option("--features", default="fashion-mnist-cnn", help="Feature extractor: fashion-mnist-cnn, mnist-cnn (offline, "

@@ -95,6 +95,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0 = torch's default; per process under torchrun)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)
     allow_world_change: bool = False  # resume a torchrun run with another number of processes (not an exact resume)
+    tensorboard: bool = False  # also write metrics and sample grids to RUN_DIR/tensorboard (pip install tensorboard); off
+    # by default: metrics.jsonl and `gan-ssl report` need no extra package
 
 
 @dataclass

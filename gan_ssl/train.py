@@ -13,7 +13,7 @@ Under `torchrun --nproc-per-node N` the same loop runs data-parallel (gan_ssl.di
 nets in DDP, the batch order sharded per rank, rank 0 alone writing.
 
 Run directory:
-    config.yaml, metrics.jsonl, samples/step_NNNNNN.png, checkpoints/{latest,step_NNNNNN,best}.pt
+    config.yaml, metrics.jsonl, samples/step_NNNNNN.png, checkpoints/{latest,step_NNNNNN,best}.pt, tensorboard/ (train.tensorboard)
 """
 from __future__ import annotations
 
@@ -39,14 +39,15 @@ from gan_ssl.distributed import setup as setup_distributed
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
 from gan_ssl.families import FAMILIES, Family, Phase, StepContext
 from gan_ssl.progress import Progress
+from gan_ssl.tblog import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
 # Config keys that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE_CHANGES = ("train.steps", "train.minutes", "train.sample_every", "train.ckpt_every", "train.keep_ckpts",
                      "train.log_every", "train.sample_grid", "train.device", "train.precision", "train.threads",
-                     "train.channels_last", "train.sync_bn", "train.allow_world_change", "data.workers", "data.storage",
-                     "data.max_memory_gb", "eval.")
+                     "train.channels_last", "train.sync_bn", "train.allow_world_change", "train.tensorboard", "data.workers",
+                     "data.storage", "data.max_memory_gb", "eval.")
 
 Evaluator = Callable[[Bundle], dict[str, float]]
 
@@ -247,12 +248,15 @@ class RunDir:
         self.samples = self.root / "samples"
         self.metrics = self.root / "metrics.jsonl"
         self.latest = self.ckpts / "latest.pt"
+        self.tb: TensorBoardLog | None = None  # mirrors log() and the sample grids when train.tensorboard is on
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.main:
             return
         with open(self.metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            self.tb.log(record)
 
     def truncate_metrics(self, step: int) -> None:
         """Drop lines logged after `step` (written before a crash, after the last checkpoint)."""
@@ -425,6 +429,7 @@ def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evalu
     if cfg.train.sync_bn and dist.enabled and device.type != "cuda":
         raise ConfigError("train.sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); set it to false on CPU")
     run = RunDir(out_dir, main=dist.is_main)
+    run.tb = TensorBoardLog(run.root / "tensorboard") if cfg.train.tensorboard and dist.is_main else None  # fails here without the package
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     saved = None
@@ -516,6 +521,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                     st.family.prepare_eval()
                     if run.main:
                         save_grid(st.family.grid(), run.samples / f"step_{st.step:06d}.png")
+                        if run.tb is not None:
+                            run.tb.grid(run.samples / f"step_{st.step:06d}.png", st.step)
                 if evaluating and ((cfg.eval.every and st.step % cfg.eval.every == 0) or last):
                     ensure_finite()
                     _evaluate(st, evaluators, run)
@@ -529,6 +536,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                     break
         finally:
             bar.close()
+            if run.tb is not None:
+                run.tb.close()
     if out_of_time() and st.step < t.steps:
         log.warning("stopped at step %d: the %.1f-minute budget (train.minutes) is spent", st.step, t.minutes)
 

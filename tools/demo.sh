@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: set up, train SSGAN on Fashion-MNIST for a few minutes, then samples, FID and the discriminator's
-# probe accuracy. About 11 minutes on a 2-core CPU from a fresh machine, install and the FID extractor included.
+# The main job: set up, train SSGAN on Fashion-MNIST for a few minutes, then samples, FID, the discriminator's
+# probe accuracy and a one-page HTML report. About 11 minutes on a 2-core CPU from a fresh machine, install and the FID
+# extractor included.
 #   MINUTES=20 bash tools/demo.sh      # a longer run (default 8 training minutes; configs/ssgan_fmnist.yaml says why)
 #   OUT=runs/other bash tools/demo.sh  # another run folder; an existing run is resumed up to the budget
 set -euo pipefail
@@ -29,7 +30,11 @@ say "linear probe of the discriminator's features with 1% and 10% of the labels 
 # 100% of the labels adds about 4 minutes here: gan-ssl probe runs/demo --data fashion-mnist --baseline pixels --baseline random
 $G probe "$OUT" --data fashion-mnist --label-fraction 0.01,0.1 --seeds 1 --baseline pixels --quiet | tee "$OUT/probe.txt"
 
+say "one-page report of the run (curves, samples over time, config, hardware) -> $OUT/report.html"
+$G report "$OUT" >/dev/null
+
 say "done in $(( ($(date +%s) - t0) / 60 )) min $(( ($(date +%s) - t0) % 60 )) s (after set-up)"
 echo "checkpoint: $OUT/checkpoints/latest.pt"
 echo "results:    $OUT/fid.txt $OUT/probe.txt $OUT/metrics.jsonl"
 echo "final grid: $(ls "$OUT"/samples/*.png | tail -1)   <- open it: 64 EMA samples"
+echo "report:     $OUT/report.html   <- open it in a browser: one self-contained page"
