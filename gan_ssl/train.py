@@ -101,9 +101,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         return "bf16" if device.type == "cpu" and native_bf16_cpu() else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"train.precision=fp16 needs a CUDA device (it scales gradients); on {device.type} use bf16 or fp32")
-    return precision
+    return precision  # fp16 autocasts and scales the loss (GradScaler) on every device torch's AMP runs on, CPU included
 
 
 def _autocast_factory(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:

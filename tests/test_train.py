@@ -302,8 +302,21 @@ def test_precision_resolution(monkeypatch):
     monkeypatch.setattr(train_mod, "native_bf16_cpu", lambda: False)
     assert train_mod.resolve_precision("auto", cpu) == "fp32"  # no native bf16: emulated bf16 is not assumed to win
     assert train_mod.resolve_precision("bf16", cpu) == "bf16" and train_mod.resolve_precision("fp32", cpu) == "fp32"
-    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        train_mod.resolve_precision("fp16", cpu)
+    assert train_mod.resolve_precision("fp16", cpu) == "fp16"
+
+
+def test_fp16_scales_the_loss_keeps_fp32_weights_and_resumes_exactly(tmp_path, fmnist_small):
+    """fp16 autocast with a GradScaler (here on the CPU): the scaler's state is checkpointed, weights stay fp32,
+    and 2 + 2 steps equal 4."""
+    cfg = lambda steps: tiny_cfg("train.precision=fp16", f"train.steps={steps}")  # noqa: E731
+    train(cfg(4), tmp_path / "straight", progress=False, data=fmnist_small)
+    train(cfg(2), tmp_path / "resumed", progress=False, data=fmnist_small)
+    train(cfg(4), tmp_path / "resumed", resume=True, progress=False, data=fmnist_small)
+    a, b = ckpt_io.load(tmp_path / "straight"), ckpt_io.load(tmp_path / "resumed")
+    assert a["meta"]["precision"] == "fp16" and a["scaler"]["scale"] > 0 and a["scaler"] == b["scaler"]
+    fa, fb = _flat_state(a), _flat_state(b)
+    assert all(v.dtype == torch.float32 for v in fa.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+    assert all(torch.equal(fa[k], fb[k]) for k in fa if isinstance(fa[k], torch.Tensor))
 
 
 def test_bf16_run_records_its_precision_and_keeps_fp32_weights(tmp_path, fmnist_small):
