@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up gan_ssl on a fresh Debian machine: Fashion-MNIST and chromium (Debian packages), .venv, torch, the package.
+# Set up gan_ssl on a fresh Debian machine: Fashion-MNIST (Debian package), .venv, torch, the package.
 # Safe to run again: every step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,20 +21,6 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z
   fi
 else
   say "Fashion-MNIST data present"
-fi
-
-if ! command -v chromium >/dev/null 2>&1; then  # the headless browser tests/test_report.py renders `gan-ssl report` pages in
-  if command -v apt-get >/dev/null 2>&1; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
-    say "installing Debian's chromium (headless; the report test renders HTML pages in it)"
-    $SUDO apt-get update -q || true
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
-      || echo "warning: could not install chromium; tests/test_report.py will fail without it"
-  else
-    echo "note: no apt-get; install chromium for tests/test_report.py"
-  fi
-else
-  say "chromium present"
 fi
 
 if [ ! -x .venv/bin/python ]; then
