@@ -103,7 +103,7 @@ def test_two_process_run_resumes_exactly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("config,sets", [
-    ("pggan_fmnist.yaml", ["model.z_dim=16", "model.fmap_max=16"]),
+    ("pggan_fmnist.yaml", ["model.z_dim=16", "model.g_width=16", "model.d_width=16"]),
     ("stylegan_fmnist.yaml", ["loss.r1_every=2"]),  # lazy R1: a double-backward phase under DDP
     ("bigbigan_fmnist.yaml", ["model.g_width=8", "model.d_width=8", "model.e_width=8"]),
     ("inpaint_fmnist.yaml", ["model.width=8", "model.d_width=8", "loss.pretrain_steps=1"]),
