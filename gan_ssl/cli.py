@@ -185,6 +185,25 @@ def info(ckpt: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("ckpt", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["safetensors"]), default="safetensors", help="Weight file format.")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Export folder (new or empty).")
+@click.option("--force", is_flag=True, help="Write into a non-empty --out, overwriting the files it writes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the written config.json.")
+def export(ckpt: str, fmt: str, out: str, force: bool, as_json: bool) -> None:
+    """Export a checkpoint's networks (EMA generator, D, encoder, ...) as pickle-free weight files plus config.json;
+    load them with gan_ssl.load_generator(OUT).
+
+    \b
+    Example:
+      gan-ssl export runs/ssgan --format safetensors --out export/ssgan
+    """
+    from gan_ssl import export as ex
+
+    _emit(ex.export(ckpt, out, fmt, force), as_json, ex.format_export)
+
+
+@cli.command()
 @click.argument("input1")
 @click.argument("input2")
 @click.option("--features", default="fashion-mnist-cnn", help="Feature extractor: fashion-mnist-cnn, mnist-cnn (offline, "

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from pretext_helpers import ce_cfg, sr_cfg
 
 import gan_ssl
 from gan_ssl import api
 from gan_ssl import export as ex
+from gan_ssl.cli import cli
 from gan_ssl.config import resolve
 from gan_ssl.data import ImageData
 from gan_ssl.errors import CheckpointError
@@ -135,3 +137,33 @@ def test_tampered_missing_and_foreign_exports_are_refused(tiny_run: Path, tmp_pa
     (tmp_path / "config.json").write_text('{"format": "something else"}')
     with pytest.raises(CheckpointError, match="not a gan_ssl export"):
         gan_ssl.load_generator(tmp_path)
+    r = CliRunner().invoke(cli, ["sample", str(bad), "--out", str(tmp_path / "x.npy")])  # not a checkpoint either
+    assert r.exit_code == 2
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_cli_export_and_its_errors(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    code, text, err = _cli("export", str(tiny_run), "--format", "safetensors", "--out", str(out))
+    assert code == 0, err
+    assert "generator  ema-G_ema.safetensors" in text and "gan_ssl.load_generator(" in text
+    assert torch.equal(gan_ssl.load_generator(out).sample(8, seed=2), api.sample(tiny_run, 8, seed=2))
+    (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "afile").write_text("x")
+    cases = {
+        "missing checkpoint": (["export", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "e1")], "checkpoint not found"),
+        "foreign checkpoint": (["export", str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "e2")], "not a valid gan_ssl checkpoint"),
+        "non-empty out": (["export", str(tiny_run), "--out", str(out)], "--force"),
+        "out is a file": (["export", str(tiny_run), "--out", str(tmp_path / "afile")], ""),
+        "unknown format": (["export", str(tiny_run), "--format", "onnx", "--out", str(tmp_path / "e3")], "safetensors"),
+    }
+    for what, (args, msg) in cases.items():
+        code, _, err = _cli(*args)
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and msg in err, (what, err)
+    code, text, err = _cli("export", str(tiny_run), "--out", str(out), "--force", "--json")
+    assert code == 0, err
+    assert json.loads(text)["files"] == ex.read_config(out)["files"]
