@@ -9,8 +9,9 @@ An export folder holds one `.safetensors` file per declared network (`net-<name>
 `buffers.safetensors` (fixed latents, grid images), `extra.safetensors` when the family's extra state holds
 tensors, and `config.json`: the resolved training config, the family, which file holds what (shapes, dtypes,
 sha256), the family's extra state (PGGAN/StyleGAN level of detail and fade-in alpha), the sampling generator
-(the family's `generator` declaration) and the gan_ssl version. Names come from `family.nets` and
-`family.emas`, so every family exports the same way.
+(the family's `generator` declaration) and the gan_ssl version. Each weight file's safetensors metadata names
+its family, kind and name (key "gan_ssl.export"). Names come from `family.nets` and `family.emas`, so every
+family exports the same way; the same checkpoint always gives the same bytes.
 """
 from __future__ import annotations
 
@@ -91,9 +92,10 @@ def export(ckpt: str | Path, out: str | Path, fmt: str = "safetensors", force: b
     except CheckpointError as e:
         raise CheckpointError(f"{api.checkpoint_file(ckpt)}: {e}") from None
     files: dict[str, Any] = {}
-    meta_common = {"format": FORMAT, "family": cfg.family, "model": cfg.model.name, "gan_ssl": gan_ssl.__version__}
+    common = {"family": cfg.family, "model": cfg.model.name, "gan_ssl": gan_ssl.__version__}
     for fname, desc, tensors in _entries(ck, fam):
-        data = safetensors.torch.save(tensors, metadata={**meta_common, **{k: str(v) for k, v in desc.items()}})
+        # one metadata key: safetensors writes several in hash-map order, and the same checkpoint must give the same bytes
+        data = safetensors.torch.save(tensors, metadata={FORMAT: json.dumps({**common, **desc}, sort_keys=True)})
         write_atomic(data, out / fname)
         files[fname] = {**desc, "sha256": _sha256(data), "bytes": len(data),
                         "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")} for k, v in tensors.items()}}

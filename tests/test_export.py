@@ -116,7 +116,12 @@ def test_files_are_safetensors_and_json_only(exported: tuple[str, Path, Path]) -
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
         assert 8 + n + max((v["data_offsets"][1] for v in tensors.values()), default=0) == len(data)
         assert {k: v["shape"] for k, v in tensors.items()} == {k: t["shape"] for k, t in entry["tensors"].items()}
-        assert header["__metadata__"]["format"] == "gan_ssl.export" and header["__metadata__"]["kind"] == entry["kind"]
+        assert json.loads(header["__metadata__"]["gan_ssl.export"])["kind"] == entry["kind"]
+
+
+def test_export_is_reproducible(tiny_run: Path, tmp_path: Path) -> None:
+    a, b = ex.export(tiny_run, tmp_path / "a"), ex.export(tiny_run, tmp_path / "b")
+    assert {f: d["sha256"] for f, d in a["files"].items()} == {f: d["sha256"] for f, d in b["files"].items()}
 
 
 def test_tampered_missing_and_foreign_exports_are_refused(tiny_run: Path, tmp_path: Path) -> None:
