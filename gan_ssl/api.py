@@ -4,6 +4,7 @@
     >>> b = api.load("runs/ssgan")                                    # a Bundle (any family)
     >>> imgs = api.sample("runs/ssgan/checkpoints/latest.pt", n=16)    # uint8 [16, 1, 32, 32]
     >>> api.write_report("runs/ssgan")                                # runs/ssgan/report.html
+    >>> g = api.load_generator("export/ssgan")                        # from `gan-ssl export` (safetensors, no pickle)
 """
 from __future__ import annotations
 
@@ -61,6 +62,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     for net in [*fam.nets.values(), *(e.module for _, e in fam.emas.values())]:
         net.eval().requires_grad_(False)
     return Bundle(fam, int(ck["step"]), checkpoint_file(path), ck)
+
+
+def load_generator(folder: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Rebuild a family from a `gan-ssl export` folder (config.json + safetensors, no pickle) as a Bundle;
+    `.sample(n, seed)` gives the same images as the exported checkpoint. See `gan_ssl.export.load_generator`."""
+    from gan_ssl.export import load_generator as load_exported
+
+    return load_exported(folder, device)
 
 
 def sample(path: str | Path, n: int, seed: int = 0, batch_size: int = 256, device: str = "cpu", **options: Any) -> torch.Tensor:

@@ -209,6 +209,25 @@ def report(run_dir: str, out: str | None) -> None:
 
 
 @cli.command()
+@click.argument("ckpt", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["safetensors"]), default="safetensors", help="Weight file format.")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Export folder (new or empty).")
+@click.option("--force", is_flag=True, help="Write into a non-empty --out, overwriting the files it writes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the written config.json.")
+def export(ckpt: str, fmt: str, out: str, force: bool, as_json: bool) -> None:
+    """Export a checkpoint's networks (EMA generator, D, encoder, ...) as pickle-free weight files plus config.json;
+    load them with gan_ssl.load_generator(OUT).
+
+    \b
+    Example:
+      gan-ssl export runs/ssgan --format safetensors --out export/ssgan
+    """
+    from gan_ssl import export as ex
+
+    _emit(ex.export(ckpt, out, fmt, force), as_json, ex.format_export)
+
+
+@cli.command()
 @click.argument("input1")
 @click.argument("input2")
 @click.option("--features", default="fashion-mnist-cnn", help="Feature extractor: fashion-mnist-cnn, mnist-cnn (offline, "
@@ -219,6 +238,8 @@ def report(run_dir: str, out: str | None) -> None:
 @click.option("--n", "n", type=click.IntRange(1), default=10000, help="Images sampled from a checkpoint input.")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
 @click.option("--seed", type=click.IntRange(0), default=0, help="Latent seed for checkpoint inputs.")
+@click.option("--repeats", type=click.IntRange(1, 1000), default=1, help="Checkpoint inputs: K sample seeds (--seed, --seed + 1, ...); "
+              "each metric per seed, then mean and sample std (ddof=1).")
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, help="KID subset size; each input needs this many images.")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
               help="Inception weights file [default: $GAN_SSL_INCEPTION_WEIGHTS, else torch-fidelity's cache].")
@@ -226,7 +247,7 @@ def report(run_dir: str, out: str | None) -> None:
 @click.option("--no-cache", is_flag=True, help="Do not read or write torch-fidelity's statistics cache.")
 @click.option("--quiet", is_flag=True, help="No torch-fidelity progress on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def fid(input1: str, input2: str, features: str, kid: bool, prc: bool, isc: bool, n: int, batch_size: int, seed: int,
+def fid(input1: str, input2: str, features: str, kid: bool, prc: bool, isc: bool, n: int, batch_size: int, seed: int, repeats: int,
         kid_subset_size: int, inception_weights: str | None, device: str, threads: int, no_cache: bool, quiet: bool, as_json: bool) -> None:
     """FID (and KID, precision/recall, ISC) between INPUT1 and INPUT2, computed by torch-fidelity.
 
@@ -240,10 +261,16 @@ def fid(input1: str, input2: str, features: str, kid: bool, prc: bool, isc: bool
       gan-ssl fid samples.npy fashion-mnist:test --kid --prc --json
       gan-ssl fid fashion-mnist:train fashion-mnist:test
       gan-ssl fid runs/ssgan fashion-mnist:test --features inception --inception-weights weights-inception-2015-12-05-6726825d.pth
+      gan-ssl fid runs/ssgan fashion-mnist:test --repeats 3 --json
     """
-    from gan_ssl import metrics
+    from gan_ssl import fid_repeats, metrics
 
     _threads(threads)
+    if repeats > 1:
+        r = fid_repeats.compute(input1, input2, repeats, seed=seed, features=features, n=n, batch_size=batch_size, device=_device(device),
+                                cache=not no_cache, inception_weights=inception_weights, verbose=not quiet, fid=True, kid=kid, prc=prc,
+                                isc=isc, kid_subset_size=kid_subset_size)
+        return _emit(r, as_json, fid_repeats.format_result)
     r = metrics.compute(input1, input2, features=features, fid=True, kid=kid, prc=prc, isc=isc, n=n, seed=seed,
                         batch_size=batch_size, device=_device(device), kid_subset_size=kid_subset_size,
                         inception_weights=inception_weights, cache=not no_cache, verbose=not quiet)

@@ -105,6 +105,7 @@ class Family:
     supported_aux: ClassVar[tuple[str, ...]] = ()  # aux tasks (config sections of `aux`) this family's phases apply
     lazy_aux: ClassVar[bool] = False  # whether it schedules aux.rotation.every > 1 (lazy self-supervision phases)
     sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options `sample` takes (truncation, ...)
+    generator: ClassVar[str] = "G_ema"  # the net or EMA that `sample` and `grid` read (`gan-ssl export` labels it the generator)
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         self.cfg, self.device, self.training = cfg, torch.device(device), training

@@ -61,6 +61,7 @@ class ConditionalFamily(Family):
     through `remember_grid(batch)` in their G phases and implement `grid_views()`."""
 
     sample_options = ()
+    generator = "G"  # the trained net maps degraded images back; there is no EMA of it
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
         super().__init__(cfg, device, training)
