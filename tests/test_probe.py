@@ -191,3 +191,22 @@ def test_trainer_logs_probe_acc(tmp_path, fmnist_small):
     train(cfg, tmp_path / "run", progress=False, data=fmnist_small)
     evals = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"eval"' in ln]
     assert evals and "probe_acc" in evals[-1]["eval"]
+
+
+def test_in_training_probe_leaves_the_run_unchanged(tmp_path, fmnist_small):
+    """A run with the in-training probe (D in eval mode, features, a fit) every 2 steps ends with the same
+    networks, optimizers and RNG as the run without it (what the demo's eval.every relies on)."""
+    from conftest import tiny_cfg
+
+    from gan_ssl import checkpoint as ckpt_io
+    from gan_ssl.train import train
+
+    with_eval = tiny_cfg("eval.every=2", "eval.fid=false", "eval.probe_n=40", "train.steps=4")
+    train(with_eval, tmp_path / "a", progress=False, data=fmnist_small)
+    train(tiny_cfg("train.steps=4"), tmp_path / "b", progress=False, data=fmnist_small)
+    a, b = ckpt_io.load(tmp_path / "a"), ckpt_io.load(tmp_path / "b")
+    assert any("eval" in line for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines())
+    for sec in ("nets", "emas"):
+        for name in a[sec]:
+            assert all(torch.equal(t, b[sec][name][k]) for k, t in a[sec][name].items()), (sec, name)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
