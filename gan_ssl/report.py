@@ -121,7 +121,8 @@ def run_facts(run_dir: Path, train: list[dict[str, Any]]) -> tuple[dict[str, Any
                         "step": ck.get("step"), "images seen": ck.get("images"),
                         "training minutes": round(float(ck.get("elapsed", 0.0)) / 60, 2),
                         "torch": meta.get("torch"), "precision": meta.get("precision"), "device": meta.get("device"),
-                        "threads (train.threads, 0 = torch default)": cfg.get("train", {}).get("threads")})
+                        "processes (torchrun world size)": int(ck.get("world_size", 1)),
+                        "threads (train.threads per process, 0 = torch default)": cfg.get("train", {}).get("threads")})
         except CheckpointError as e:
             run["checkpoint"] = f"unreadable: {e}"
     else:
