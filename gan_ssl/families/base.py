@@ -185,7 +185,8 @@ class Family:
 
     # --- what evaluators read ------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0, batch_size: int = 256, **options: Any) -> torch.Tensor:
-        """n images as uint8 [n, C, H, W]; the same seed gives the same images at any batch size."""
+        """n images as uint8 [n, C, H, W]; the same seed gives the same latents (and images, up to a grey level of
+        kernel rounding) at any batch size."""
         raise NotImplementedError
 
     def representation(self, name: str | None = None) -> Representation:
