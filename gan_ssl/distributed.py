@@ -18,6 +18,7 @@ How the one loop uses it (gan_ssl.train):
 from __future__ import annotations
 
 import datetime
+import gc
 import inspect
 import os
 from typing import TYPE_CHECKING, Any, Callable
@@ -94,7 +95,8 @@ class Dist:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.barrier()  # no rank leaves while another still talks to it (rank 0 writing the last checkpoint)
-            dist.destroy_process_group()
+            gc.collect()  # DDP reducers still referenced by cycles go now, while the group and the interpreter live:
+            dist.destroy_process_group()  # a gloo work freed at interpreter exit aborts the process
 
 
 def setup(device: torch.device) -> tuple[Dist, torch.device]:
@@ -195,6 +197,10 @@ class DataParallelPhases:
                 self.wrappers[ph.nets] = nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True,
                                                                              **_SYNC_BUFFERS)
         self.dist = d
+
+    def release(self) -> None:
+        """Drop the DDP wrappers (before the process group is destroyed)."""
+        self.wrappers.clear()
 
     def run(self, ph: "Phase", batch: "Batch | None", ctx: "StepContext") -> "Logs":
         total, logs = self.wrappers[ph.nets](ph.fn, batch, ctx)

@@ -457,7 +457,11 @@ def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evalu
             run.metrics.unlink()  # left by a run that died before its first checkpoint
     if evaluators is None:
         evaluators = default_evaluators(cfg, _eval_data(source, cfg)) if cfg.eval.every and dist.is_main else []
-    _loop(st, run, evaluators, progress and dist.is_main, run.latest if saved is not None else None)
+    try:
+        _loop(st, run, evaluators, progress and dist.is_main, run.latest if saved is not None else None)
+    finally:
+        if st.ddp is not None:
+            st.ddp.release()
     return run.latest
 
 
