@@ -251,6 +251,37 @@ def test_latent_regression_is_off_at_weight_zero_and_reaches_e_when_on(fmnist_sm
     assert any(float(g.abs().sum()) > 0 for g in got)
 
 
+def test_cycle_term_is_off_at_weight_zero_and_reaches_e_through_frozen_g(fmnist_small):
+    """loss.cycle_weight (ALICE's x-space cycle): E's gradient is that of +(w_z s_z + s_xz) + w * mean (G(E(x)) - x)^2,
+    where G(E(x)) uses E's sampled z; G gets no gradient."""
+    x = fmnist_small.batch(torch.arange(8))
+    off = build_state(big_cfg("train.precision=fp32"), fmnist_small)
+    assert not off.family.do_cycle and "e_cycle" not in off.family.phase_e({"image": x}, off)
+    st = build_state(big_cfg("loss.cycle_weight=2.0", "train.precision=fp32"), fmnist_small)
+    fam = st.family
+    G, E, D = fam.G, fam.E, fam.D
+    D.eval()
+    G.requires_grad_(False)  # as the loop freezes every net outside the phase
+    for net in fam.nets.values():
+        net.zero_grad(set_to_none=True)
+    torch.manual_seed(4)
+    logs = fam.phase_e({"image": x}, st)
+    got = [p.grad.clone() for p in E.parameters()]
+    assert all(p.grad is None for p in G.parameters())
+    E.zero_grad(set_to_none=True)
+    torch.manual_seed(4)
+    z_hat = E(x)  # [8, z_dim]
+    s = D.scores(D.F.feature(x), z_hat)
+    rec = G(z_hat)  # [8, C, H, W]
+    assert rec.shape == x.shape
+    cyc = (rec - x).square().mean()
+    assert logs["e_cycle"].item() == pytest.approx(cyc.item(), rel=1e-5)
+    ((s["z"] + s["xz"]).mean() + 2.0 * cyc).backward()
+    for a, b in zip(got, [p.grad for p in E.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert any(float(g.abs().sum()) > 0 for g in got)
+
+
 @pytest.mark.parametrize("backbone,e_arch", [("dcgan", "conv"), ("dcgan", "resnet"), ("sngan", "conv")])
 def test_dcgan_backbone_and_conv_encoder(backbone, e_arch):
     from gan_ssl.models.dcgan import DCGANDiscriminator, DCGANGenerator

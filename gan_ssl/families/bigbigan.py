@@ -10,7 +10,8 @@ w_xz = 1; `loss.sx_weight` and `loss.sz_weight` switch the unary terms (both 0: 
 
 Optional (off at weight 0): `loss.latent_regression_weight` adds to E's loss w * mean over the batch and dims of
 (mu(G(z)) - z)^2 with G frozen, the latent regressor of the BiGAN paper (Donahue et al. 2017, sec. 4), here on top of
-the adversarial terms; E sees [x, G(z)] in one pass (BatchNorm statistics over both halves).
+the adversarial terms; E sees [x, G(z)] in one pass (BatchNorm statistics over both halves). `loss.cycle_weight` adds
+w * mean (G(E(x)) - x)^2, ALICE's cycle consistency (Li et al. 2017) in x space, through the frozen G (E learns only).
 
 E's loss reads only data pairs and G's only generated pairs, so the joint E/G step of the paper is two
 phases, each with its own optimizer and no work done twice. Per loop step: "D" (train.n_dis times, a real
@@ -47,9 +48,11 @@ class BigBiGANLoss:
     e_lr_mult: float = 1.0  # E's learning rate = train.lr_g * this (E and G share Adam betas); 1 = G's rate
     latent_regression_weight: float = 0.0  # E also regresses z from G(z): w * mean (mu(G(z)) - z)^2 (BiGAN paper's latent
                                            # regressor baseline, Donahue et al. 2017, sec. 4); 0 = pure BigBiGAN
+    cycle_weight: float = 0.0  # E also reconstructs x through G: w * mean (G(E(x)) - x)^2 with G frozen (ALICE's
+                               # cycle consistency, Li et al. 2017, in x space); 0 = pure BigBiGAN
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {"sx_weight": (0, 1e6), "sz_weight": (0, 1e6), "e_lr_mult": (1e-6, 1e6),
-                                                        "latent_regression_weight": (0, 1e6)}
+                                                        "latent_regression_weight": (0, 1e6), "cycle_weight": (0, 1e6)}
 
 
 def encoder_representation(E: Encoder, name: str = "encoder") -> Representation:
@@ -74,6 +77,7 @@ class BigBiGANFamily(EMAGeneratorSampling, Family):
         self.track_generator(self.G)
         self.weights = {"x": loss.sx_weight, "z": loss.sz_weight, "xz": 1.0}
         self.do_latent_regression = loss.latent_regression_weight > 0
+        self.do_cycle = loss.cycle_weight > 0
         self.tasks: list[AuxTask] = list(aux.values())
         if not training:
             return
@@ -132,7 +136,8 @@ class BigBiGANFamily(EMAGeneratorSampling, Family):
 
     def phase_e(self, batch: Batch | None, ctx: StepContext) -> Logs:
         """E minimises w_z s_z + s_xz of data pairs (x, E(x)) (s_x does not depend on E), plus, when its weight is
-        above 0, the latent regression w * mean (mu(G(z)) - z)^2 on generated images (G frozen)."""
+        above 0, the latent regression w * mean (mu(G(z)) - z)^2 on generated images and the cycle term
+        w * mean (G(E(x)) - x)^2 (G frozen in both)."""
         assert batch is not None
         x = batch["image"]
         B, logs = x.shape[0], {}
@@ -153,6 +158,10 @@ class BigBiGANFamily(EMAGeneratorSampling, Family):
                 reg = (mu_all[B:].float() - z_gen.float()).square().mean()
                 logs["e_latent_reg"] = reg.detach()
                 loss = loss + self.cfg.loss.latent_regression_weight * reg
+            if self.do_cycle:
+                cyc = (self.G(z_hat).float() - x.float()).square().mean()  # G(E(x)) [B, C, H, W] vs x
+                logs["e_cycle"] = cyc.detach()
+                loss = loss + self.cfg.loss.cycle_weight * cyc
         ctx.backward(loss)
         logs.update(loss=loss.detach(), e_sigma=sigma.detach().float().mean(), e_mu_norm=mu.detach().float().norm(dim=1).mean())
         return logs
