@@ -301,6 +301,22 @@ def test_dcgan_backbone_and_conv_encoder(backbone, e_arch):
     assert all(p.grad is not None for p in E.parameters()) and all(p.grad is not None for p in G.parameters())
 
 
+def test_j_projection_adds_the_inner_product_to_s_xz_only():
+    kw = dict(resolution=32, channels=1, z_dim=16, g_width=8, d_width=8, e_width=4, e_head_width=16, h_width=16, j_width=16)
+    torch.manual_seed(0)
+    _, _, D0 = build("bigbigan", **kw)
+    torch.manual_seed(0)
+    _, _, D = build("bigbigan", j_projection=True, **kw)
+    assert D0.proj is None and D.proj is not None and hasattr(D.proj, "parametrizations")  # spectral norm, like every layer of D
+    D.load_state_dict({**D0.state_dict(), **{k: v for k, v in D.state_dict().items() if k.startswith("proj.")}})
+    D0.eval(), D.eval()
+    x, z = torch.randn(6, 1, 32, 32), torch.randn(6, 16)
+    with torch.no_grad():
+        s0, s, fx = D0(x, z), D(x, z), D.F.feature(x)
+        torch.testing.assert_close(s["xz"] - s0["xz"], (D.proj(fx * D.j_x_scale) * D.H(z)).sum(1))  # [6]
+    torch.testing.assert_close(s["x"], s0["x"]) and torch.testing.assert_close(s["z"], s0["z"])
+
+
 def test_bad_backbone_or_encoder_arch_is_a_config_error():
     with pytest.raises(ConfigError, match="backbone must be one of sngan, dcgan"):
         build("bigbigan", resolution=32, channels=1, backbone="vgg")
