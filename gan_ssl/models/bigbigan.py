@@ -20,7 +20,7 @@ three decimals after 760 steps), and E got no signal about which z goes with whi
 the skips alone J still leaned on x after 700 steps (mean |change of s_xz| 0.70 when x was shuffled, 0.12 for z);
 with both, 0.23 and 0.13 after 643 steps. Even so, on the DCGAN backbone J had not learnt which z goes with which x
 after 1,000 steps (shuffling z moved the mean s_xz of generated pairs by 0.03); an MLP over the concatenation has to
-build the x-z interaction out of ReLUs under spectral norm. With the projection term the same run moved it by 0.44
+build the x-z interaction out of ReLUs under spectral norm. The same setting with the projection term moved it by 0.44
 and E's features rose above a random E's (docs/bigbigan.md).
 """
 from __future__ import annotations
