@@ -219,6 +219,111 @@ def test_e_learning_rate_multiplier_and_phases(fmnist_small):
     assert any(not torch.equal(a, b) for a, b in zip(fam.E.parameters(), e0))
 
 
+def test_latent_regression_is_off_at_weight_zero_and_reaches_e_when_on(fmnist_small):
+    """loss.latent_regression_weight: at 0 E's phase is pure BigBiGAN (no term, no log); above 0 E's gradient is that of
+    +(w_z s_z + s_xz) on (x, E(x)) plus w * mean (mu(G(z)) - z)^2, with E seeing [x, G(z)] in one pass and G untouched."""
+    x = fmnist_small.batch(torch.arange(8))
+    off = build_state(big_cfg("train.precision=fp32"), fmnist_small)
+    assert not off.family.do_latent_regression and "e_latent_reg" not in off.family.phase_e({"image": x}, off)
+    st = build_state(big_cfg("loss.latent_regression_weight=0.5", "train.precision=fp32"), fmnist_small)
+    fam = st.family
+    G, E, D = fam.G, fam.E, fam.D
+    D.eval()
+    for net in fam.nets.values():
+        net.zero_grad(set_to_none=True)
+    torch.manual_seed(3)
+    logs = fam.phase_e({"image": x}, st)
+    got = [p.grad.clone() for p in E.parameters()]
+    assert all(p.grad is None for p in G.parameters())  # G is frozen in E's phase: no gradient reaches it
+    E.zero_grad(set_to_none=True)
+    torch.manual_seed(3)
+    z_gen = G.sample_z(8)  # [8, z_dim]
+    with torch.no_grad():
+        fake = G(z_gen)  # [8, C, H, W]
+    z_all, mu_all, _ = E.sample(torch.cat([x, fake]))  # [16, z_dim] each
+    assert z_all.shape == (16, 16)
+    s = D.scores(D.F.feature(x), z_all[:8])
+    reg = (mu_all[8:] - z_gen).square().mean()
+    assert logs["e_latent_reg"].item() == pytest.approx(reg.item(), rel=1e-5)
+    ((s["z"] + s["xz"]).mean() + 0.5 * reg).backward()
+    for a, b in zip(got, [p.grad for p in E.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert any(float(g.abs().sum()) > 0 for g in got)
+
+
+def test_cycle_term_is_off_at_weight_zero_and_reaches_e_through_frozen_g(fmnist_small):
+    """loss.cycle_weight (ALICE's x-space cycle): E's gradient is that of +(w_z s_z + s_xz) + w * mean (G(E(x)) - x)^2,
+    where G(E(x)) uses E's sampled z; G gets no gradient."""
+    x = fmnist_small.batch(torch.arange(8))
+    off = build_state(big_cfg("train.precision=fp32"), fmnist_small)
+    assert not off.family.do_cycle and "e_cycle" not in off.family.phase_e({"image": x}, off)
+    st = build_state(big_cfg("loss.cycle_weight=2.0", "train.precision=fp32"), fmnist_small)
+    fam = st.family
+    G, E, D = fam.G, fam.E, fam.D
+    D.eval()
+    G.requires_grad_(False)  # as the loop freezes every net outside the phase
+    for net in fam.nets.values():
+        net.zero_grad(set_to_none=True)
+    torch.manual_seed(4)
+    logs = fam.phase_e({"image": x}, st)
+    got = [p.grad.clone() for p in E.parameters()]
+    assert all(p.grad is None for p in G.parameters())
+    E.zero_grad(set_to_none=True)
+    torch.manual_seed(4)
+    z_hat = E(x)  # [8, z_dim]
+    s = D.scores(D.F.feature(x), z_hat)
+    rec = G(z_hat)  # [8, C, H, W]
+    assert rec.shape == x.shape
+    cyc = (rec - x).square().mean()
+    assert logs["e_cycle"].item() == pytest.approx(cyc.item(), rel=1e-5)
+    ((s["z"] + s["xz"]).mean() + 2.0 * cyc).backward()
+    for a, b in zip(got, [p.grad for p in E.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert any(float(g.abs().sum()) > 0 for g in got)
+
+
+@pytest.mark.parametrize("backbone,e_arch", [("dcgan", "conv"), ("dcgan", "resnet"), ("sngan", "conv")])
+def test_dcgan_backbone_and_conv_encoder(backbone, e_arch):
+    from gan_ssl.models.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    G, E, D = build("bigbigan", resolution=32, channels=1, z_dim=16, g_width=8, d_width=8, e_width=4, e_head_width=16,
+                    h_width=16, j_width=16, backbone=backbone, e_arch=e_arch, j_x_scale=1.0)
+    if backbone == "dcgan":
+        assert isinstance(G, DCGANGenerator) and isinstance(D.F, DCGANDiscriminator) and D.F.spectral_norm
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())  # F sees reals and fakes in one pass
+    x, z = torch.randn(6, 1, 32, 32), torch.randn(6, 16)
+    D.eval()
+    s = D(x, z)
+    assert all(v.shape == (6,) for v in s.values()) and G(z).shape == (6, 1, 32, 32) and E(x).shape == (6, 16)
+    f = E.features(x)
+    assert [tuple(f[k].shape) for k in E.layer_names()] == [(6, 4, 16, 16), (6, 8, 8, 8), (6, 16, 4, 4), (6, 16), (6, 32)]
+    sum(v.sum() for v in D(G(z), E(x)).values()).backward()
+    assert all(p.grad is not None for p in E.parameters()) and all(p.grad is not None for p in G.parameters())
+
+
+def test_j_projection_adds_the_inner_product_to_s_xz_only():
+    kw = dict(resolution=32, channels=1, z_dim=16, g_width=8, d_width=8, e_width=4, e_head_width=16, h_width=16, j_width=16)
+    torch.manual_seed(0)
+    _, _, D0 = build("bigbigan", **kw)
+    torch.manual_seed(0)
+    _, _, D = build("bigbigan", j_projection=True, **kw)
+    assert D0.proj is None and D.proj is not None and hasattr(D.proj, "parametrizations")  # spectral norm, like every layer of D
+    D.load_state_dict({**D0.state_dict(), **{k: v for k, v in D.state_dict().items() if k.startswith("proj.")}})
+    D0.eval(), D.eval()
+    x, z = torch.randn(6, 1, 32, 32), torch.randn(6, 16)
+    with torch.no_grad():
+        s0, s, fx = D0(x, z), D(x, z), D.F.feature(x)
+        torch.testing.assert_close(s["xz"] - s0["xz"], (D.proj(fx * D.j_x_scale) * D.H(z)).sum(1))  # [6]
+    torch.testing.assert_close(s["x"], s0["x"]) and torch.testing.assert_close(s["z"], s0["z"])
+
+
+def test_bad_backbone_or_encoder_arch_is_a_config_error():
+    with pytest.raises(ConfigError, match="backbone must be one of sngan, dcgan"):
+        build("bigbigan", resolution=32, channels=1, backbone="vgg")
+    with pytest.raises(ConfigError, match="arch must be one of resnet, conv"):
+        build("bigbigan", resolution=32, channels=1, e_arch="vit")
+
+
 def test_bad_resolution_is_a_config_error():
     with pytest.raises(ConfigError, match="4 \\* 2\\^k >= 16"):
         big_cfg("data.resolution=24")

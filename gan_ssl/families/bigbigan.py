@@ -8,6 +8,11 @@ and y = -1 for generated pairs (G(z), z):
     E, G minimise sum_k w_k y s_k            E through s_z and s_xz, G through s_x and s_xz
 w_xz = 1; `loss.sx_weight` and `loss.sz_weight` switch the unary terms (both 0: plain BiGAN).
 
+Optional (off at weight 0): `loss.latent_regression_weight` adds to E's loss w * mean over the batch and dims of
+(mu(G(z)) - z)^2 with G frozen, the latent regressor of the BiGAN paper (Donahue et al. 2017, sec. 4), here on top of
+the adversarial terms; E sees [x, G(z)] in one pass (BatchNorm statistics over both halves). `loss.cycle_weight` adds
+w * mean (G(E(x)) - x)^2, ALICE's cycle consistency (Li et al. 2017) in x space, through the frozen G (E learns only).
+
 E's loss reads only data pairs and G's only generated pairs, so the joint E/G step of the paper is two
 phases, each with its own optimizer and no work done twice. Per loop step: "D" (train.n_dis times, a real
 batch each), "E" (a real batch; Adam at train.lr_g * loss.e_lr_mult), "G" (no batch). The rotation task
@@ -41,8 +46,13 @@ class BigBiGANLoss:
     sx_weight: float = 1.0  # unary score on x, s_x = F's linear head (BigBiGAN: 1); 0 removes the term for D and G
     sz_weight: float = 1.0  # unary score on z, s_z = H's linear head (BigBiGAN: 1); 0 removes it for D and E; both 0 = BiGAN
     e_lr_mult: float = 1.0  # E's learning rate = train.lr_g * this (E and G share Adam betas); 1 = G's rate
+    latent_regression_weight: float = 0.0  # E also regresses z from G(z): w * mean (mu(G(z)) - z)^2 (BiGAN paper's latent
+                                           # regressor baseline, Donahue et al. 2017, sec. 4); 0 = pure BigBiGAN
+    cycle_weight: float = 0.0  # E also reconstructs x through G: w * mean (G(E(x)) - x)^2 with G frozen (ALICE's
+                               # cycle consistency, Li et al. 2017, in x space); 0 = pure BigBiGAN
 
-    RANGES: ClassVar[dict[str, tuple[float, float]]] = {"sx_weight": (0, 1e6), "sz_weight": (0, 1e6), "e_lr_mult": (1e-6, 1e6)}
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {"sx_weight": (0, 1e6), "sz_weight": (0, 1e6), "e_lr_mult": (1e-6, 1e6),
+                                                        "latent_regression_weight": (0, 1e6), "cycle_weight": (0, 1e6)}
 
 
 def encoder_representation(E: Encoder, name: str = "encoder") -> Representation:
@@ -66,6 +76,8 @@ class BigBiGANFamily(EMAGeneratorSampling, Family):
         self.nets = {"G": self.G, "E": self.E, "D": self.D, "aux": self.aux}
         self.track_generator(self.G)
         self.weights = {"x": loss.sx_weight, "z": loss.sz_weight, "xz": 1.0}
+        self.do_latent_regression = loss.latent_regression_weight > 0
+        self.do_cycle = loss.cycle_weight > 0
         self.tasks: list[AuxTask] = list(aux.values())
         if not training:
             return
@@ -123,17 +135,36 @@ class BigBiGANFamily(EMAGeneratorSampling, Family):
         return logs
 
     def phase_e(self, batch: Batch | None, ctx: StepContext) -> Logs:
-        """E minimises w_z s_z + s_xz of data pairs (x, E(x)) (s_x does not depend on E)."""
+        """E minimises w_z s_z + s_xz of data pairs (x, E(x)) (s_x does not depend on E), plus, when its weight is
+        above 0, the latent regression w * mean (mu(G(z)) - z)^2 on generated images and the cycle term
+        w * mean (G(E(x)) - x)^2 (G frozen in both)."""
         assert batch is not None
         x = batch["image"]
+        B, logs = x.shape[0], {}
         with ctx.autocast():
-            z_hat, mu, sigma = self.E.sample(x)  # [B, z_dim] each
+            if self.do_latent_regression:
+                with torch.no_grad():
+                    z_gen = self.G.sample_z(B, device=ctx.device)  # [B, z_dim]
+                    inputs = torch.cat([x, self.G(z_gen).to(x.dtype)])  # [2B, C, H, W]: one E pass, reals first
+            else:
+                inputs = x
+            z_all, mu_all, sigma_all = self.E.sample(inputs)  # [B or 2B, z_dim] each
+            z_hat, mu, sigma = z_all[:B], mu_all[:B], sigma_all[:B]
             with torch.no_grad():
                 fx = self.D.F.feature(self.augment(x))  # F(x) carries no gradient to E
             s = self.D.scores(fx, z_hat, self._terms("z", "xz"))
             loss = bigan_ge_loss({k: v.float() for k, v in s.items()}, +1.0, self.weights)
+            if self.do_latent_regression:
+                reg = (mu_all[B:].float() - z_gen.float()).square().mean()
+                logs["e_latent_reg"] = reg.detach()
+                loss = loss + self.cfg.loss.latent_regression_weight * reg
+            if self.do_cycle:
+                cyc = (self.G(z_hat).float() - x.float()).square().mean()  # G(E(x)) [B, C, H, W] vs x
+                logs["e_cycle"] = cyc.detach()
+                loss = loss + self.cfg.loss.cycle_weight * cyc
         ctx.backward(loss)
-        return {"loss": loss.detach(), "e_sigma": sigma.detach().float().mean(), "e_mu_norm": mu.detach().float().norm(dim=1).mean()}
+        logs.update(loss=loss.detach(), e_sigma=sigma.detach().float().mean(), e_mu_norm=mu.detach().float().norm(dim=1).mean())
+        return logs
 
     def phase_g(self, batch: Batch | None, ctx: StepContext) -> Logs:
         """G minimises -(w_x s_x + s_xz) of generated pairs (G(z), z) (s_z does not depend on G) + auxiliary terms."""
