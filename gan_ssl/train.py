@@ -534,6 +534,7 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                 if (t.ckpt_every and st.step % t.ckpt_every == 0) or last or stop:
                     checkpoint()
                 clock = time.perf_counter()  # sampling, evaluation and checkpoints do not count against the budget
+                t_last += clock - now  # nor in the logged img_s / it_s (training throughput)
                 if stop:
                     log.warning("interrupted at step %d; saved %s (continue with --resume)", st.step, run.latest)
                     raise KeyboardInterrupt

@@ -219,22 +219,30 @@ def test_e_learning_rate_multiplier_and_phases(fmnist_small):
     assert any(not torch.equal(a, b) for a, b in zip(fam.E.parameters(), e0))
 
 
+def _e_phase_with_term(data, key: str, weight: float, flag: str, log_key: str, seed: int):
+    """E's phase once with loss.KEY off (checks FLAG is off and LOG_KEY is not logged), then with KEY=weight on a batch
+    of 8 with D in eval mode and G frozen as the loop freezes it: (x, family, logs, E's gradients)."""
+    x = data.batch(torch.arange(8))
+    off = build_state(big_cfg("train.precision=fp32"), data)
+    assert not getattr(off.family, flag) and log_key not in off.family.phase_e({"image": x}, off)
+    st = build_state(big_cfg(f"loss.{key}={weight}", "train.precision=fp32"), data)
+    fam = st.family
+    fam.D.eval()
+    fam.G.requires_grad_(False)
+    for net in fam.nets.values():
+        net.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    logs = fam.phase_e({"image": x}, st)
+    assert all(p.grad is None for p in fam.G.parameters())  # G is frozen in E's phase: no gradient reaches it
+    return x, fam, logs, [p.grad.clone() for p in fam.E.parameters()]
+
+
 def test_latent_regression_is_off_at_weight_zero_and_reaches_e_when_on(fmnist_small):
     """loss.latent_regression_weight: at 0 E's phase is pure BigBiGAN (no term, no log); above 0 E's gradient is that of
     +(w_z s_z + s_xz) on (x, E(x)) plus w * mean (mu(G(z)) - z)^2, with E seeing [x, G(z)] in one pass and G untouched."""
-    x = fmnist_small.batch(torch.arange(8))
-    off = build_state(big_cfg("train.precision=fp32"), fmnist_small)
-    assert not off.family.do_latent_regression and "e_latent_reg" not in off.family.phase_e({"image": x}, off)
-    st = build_state(big_cfg("loss.latent_regression_weight=0.5", "train.precision=fp32"), fmnist_small)
-    fam = st.family
+    x, fam, logs, got = _e_phase_with_term(fmnist_small, "latent_regression_weight", 0.5, "do_latent_regression",
+                                           "e_latent_reg", seed=3)
     G, E, D = fam.G, fam.E, fam.D
-    D.eval()
-    for net in fam.nets.values():
-        net.zero_grad(set_to_none=True)
-    torch.manual_seed(3)
-    logs = fam.phase_e({"image": x}, st)
-    got = [p.grad.clone() for p in E.parameters()]
-    assert all(p.grad is None for p in G.parameters())  # G is frozen in E's phase: no gradient reaches it
     E.zero_grad(set_to_none=True)
     torch.manual_seed(3)
     z_gen = G.sample_z(8)  # [8, z_dim]
@@ -254,20 +262,8 @@ def test_latent_regression_is_off_at_weight_zero_and_reaches_e_when_on(fmnist_sm
 def test_cycle_term_is_off_at_weight_zero_and_reaches_e_through_frozen_g(fmnist_small):
     """loss.cycle_weight (ALICE's x-space cycle): E's gradient is that of +(w_z s_z + s_xz) + w * mean (G(E(x)) - x)^2,
     where G(E(x)) uses E's sampled z; G gets no gradient."""
-    x = fmnist_small.batch(torch.arange(8))
-    off = build_state(big_cfg("train.precision=fp32"), fmnist_small)
-    assert not off.family.do_cycle and "e_cycle" not in off.family.phase_e({"image": x}, off)
-    st = build_state(big_cfg("loss.cycle_weight=2.0", "train.precision=fp32"), fmnist_small)
-    fam = st.family
+    x, fam, logs, got = _e_phase_with_term(fmnist_small, "cycle_weight", 2.0, "do_cycle", "e_cycle", seed=4)
     G, E, D = fam.G, fam.E, fam.D
-    D.eval()
-    G.requires_grad_(False)  # as the loop freezes every net outside the phase
-    for net in fam.nets.values():
-        net.zero_grad(set_to_none=True)
-    torch.manual_seed(4)
-    logs = fam.phase_e({"image": x}, st)
-    got = [p.grad.clone() for p in E.parameters()]
-    assert all(p.grad is None for p in G.parameters())
     E.zero_grad(set_to_none=True)
     torch.manual_seed(4)
     z_hat = E(x)  # [8, z_dim]
