@@ -59,13 +59,14 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def any(self, flag: bool) -> bool:
-        """Whether `flag` is true on any rank (a collective: every rank must call it at the same point)."""
+    def any(self, *flags: bool) -> list[bool]:
+        """For each flag, whether it is true on any rank: one all-reduce for all of them (a collective: every rank
+        must call it at the same point)."""
         if not self.enabled:
-            return bool(flag)
-        t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+            return [bool(f) for f in flags]
+        t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return [bool(v) for v in t.tolist()]
 
     def gather(self, obj: Any) -> list[Any]:
         """`obj` of every rank, in rank order (a collective)."""
@@ -183,7 +184,7 @@ class DataParallelPhases:
     """One DDP per distinct set of trained nets among a family's phases; `run(phase, batch, ctx)` replaces
     `phase.fn(batch, ctx)` in the loop (forward in DDP, then the deferred backward through ctx.backward)."""
 
-    def __init__(self, family: "Family", d: Dist, sync_bn: bool = False) -> None:
+    def __init__(self, family: "Family", sync_bn: bool = False) -> None:
         if sync_bn:
             for net in family.nets.values():
                 convert_sync_bn(net)
@@ -196,7 +197,6 @@ class DataParallelPhases:
                 # layers of other resolutions of a progressive G); their gradients stay None, as in one process
                 self.wrappers[ph.nets] = nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True,
                                                                              **_SYNC_BUFFERS)
-        self.dist = d
 
     def release(self) -> None:
         """Drop the DDP wrappers (before the process group is destroyed)."""

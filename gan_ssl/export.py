@@ -135,7 +135,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 
 def read_tensors(folder: Path, fname: str, entry: dict[str, Any]) -> dict[str, torch.Tensor]:
     """One exported file's tensors after checking its sha256 against config.json (safetensors: no pickle)."""
-    import safetensors.torch
+    from safetensors.torch import load as parse_safetensors  # parses the header and raw bytes; never unpickles
 
     path = folder / fname
     if not path.is_file():
@@ -144,7 +144,7 @@ def read_tensors(folder: Path, fname: str, entry: dict[str, Any]) -> dict[str, t
     if _sha256(data) != entry.get("sha256"):
         raise CheckpointError(f"{path} does not match its sha256 in {CONFIG_FILE} (changed or corrupt); export the checkpoint again")
     try:
-        return safetensors.torch.load(data)
+        return parse_safetensors(data)
     except Exception as e:  # safetensors raises its own SafetensorError for a malformed header
         raise CheckpointError(f"{path} is not a readable safetensors file ({str(e)[:150]})") from None
 

@@ -27,7 +27,7 @@ STD = "sample standard deviation over repeats (ddof=1)"
 
 def _is_checkpoint(spec: Any) -> bool:
     """Whether an INPUT is a checkpoint; a path that does not exist and is no dataset spec raises DataError."""
-    return isinstance(spec, (str, Path)) and metrics._classify(str(spec)) == "checkpoint"
+    return isinstance(spec, (str, Path)) and metrics.classify_input(str(spec)) == "checkpoint"
 
 
 def compute(input1: str | Path, input2: str | Path, repeats: int, seed: int = DEFAULTS["seed"], features: str = DEFAULTS["features"],

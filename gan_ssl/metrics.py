@@ -324,7 +324,7 @@ def _fidelity_version() -> str:
         return "unknown"
 
 
-def _classify(spec: str) -> str:
+def classify_input(spec: str) -> str:
     """folder | npy | checkpoint | dataset, or a DataError saying what an INPUT can be."""
     p = Path(spec).expanduser()
     if p.is_dir():
@@ -370,7 +370,7 @@ def open_input(spec: str | Path | torch.Tensor | ImageData | MetricInput, ext: E
         return reference_input(spec, spec.name, ext, cache)
     if isinstance(spec, torch.Tensor):
         return _tensor_input(spec, f"tensor{tuple(spec.shape)}", "tensor", ext)
-    kind = _classify(str(spec))
+    kind = classify_input(str(spec))
     p = Path(str(spec)).expanduser()
     if kind == "folder":
         return _folder_input(p, ext)
@@ -382,7 +382,7 @@ def open_input(spec: str | Path | torch.Tensor | ImageData | MetricInput, ext: E
 
 
 def _is_spec(x: Any) -> bool:
-    return isinstance(x, (str, Path)) and not Path(str(x)).expanduser().exists() and _classify(str(x)) == "dataset"
+    return isinstance(x, (str, Path)) and not Path(str(x)).expanduser().exists() and classify_input(str(x)) == "dataset"
 
 
 # ---- metrics -------------------------------------------------------------------------------------

@@ -166,8 +166,7 @@ def state_dict(st: TrainState) -> dict[str, Any]:
         "rng": rng,
         "best": dict(st.best),
         "world_size": st.dist.world,
-        "meta": {"torch": str(torch.__version__), "time": time.time(), "precision": st.precision, "device": str(st.device),
-                 "world_size": st.dist.world},
+        "meta": {"torch": str(torch.__version__), "time": time.time(), "precision": st.precision, "device": str(st.device)},
     }
 
 
@@ -452,7 +451,7 @@ def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evalu
         run.truncate_metrics(st.step)
         log.info("resumed %s at step %d", run.latest, st.step)
     if dist.enabled:
-        st.ddp = DataParallelPhases(st.family, dist, sync_bn=cfg.train.sync_bn)
+        st.ddp = DataParallelPhases(st.family, sync_bn=cfg.train.sync_bn)
     if dist.is_main:
         run.root.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run.root / "config.yaml")
@@ -475,7 +474,7 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
 
     def ensure_finite() -> None:
         bad = meter.non_finite()
-        if st.dist.any(bool(bad)):  # every rank stops together
+        if st.dist.any(bool(bad))[0]:  # every rank stops together
             bad = bad or ["a loss of another rank"]
             where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written"
             raise DivergenceError(f"training diverged: {', '.join(sorted(bad))} became NaN/inf by step {st.step}{where}. "
@@ -506,8 +505,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
                 now = time.perf_counter()
                 st.elapsed, clock = st.elapsed + (now - clock), now
                 bar.update(1)
-                last = st.dist.any(st.step >= t.steps or out_of_time())  # ranks' clocks differ: all stop together
-                stop = st.dist.any(interrupt.requested)
+                # ranks' clocks and Ctrl-C differ: all stop together (one all-reduce per step under torchrun)
+                last, stop = st.dist.any(st.step >= t.steps or out_of_time(), interrupt.requested)
                 if st.step % t.log_every == 0 or last:
                     ensure_finite()
                     dt, ds = now - t_last, st.step - step_last
