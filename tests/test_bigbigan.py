@@ -17,6 +17,7 @@ from gan_ssl.cli import cli
 from gan_ssl.config import resolve
 from gan_ssl.data import ImageData, load_images
 from gan_ssl.errors import ConfigError
+from gan_ssl.families.bigbigan import encoder_representation
 from gan_ssl.losses import bigan_d_hinge, bigan_ge_loss
 from gan_ssl.models import build
 from gan_ssl.models.bigbigan import Encoder, JointDiscriminator
@@ -85,6 +86,7 @@ def test_networks_and_score_shapes():
     assert len(sn) == sum(1 for m in D.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))  # every layer of D
     _, E2, _ = build("bigbigan", resolution=32, channels=1, z_dim=16, e_width=4, e_bn_crelu=False)
     assert "bn_crelu" not in E2.features(x) and E2.layer_names()[-1] == "pool"
+    assert encoder_representation(E2).layers == ["stage1", "stage2", "stage3", "pool"]  # 'all' ends in the pooled readout
 
 
 def test_encoder_sample_has_the_heads_mean_and_std():
@@ -367,7 +369,7 @@ def test_checkpoint_is_weights_only_and_info_names_the_encoder(big_run):
 # --- features, probe, reconstruct ------------------------------------------------------------------
 
 def test_features_cli_exports_encoder_and_d(big_run, tmp_path):
-    for net, layers, dim in [("encoder", "all", 16), ("encoder", "bn_crelu", 32), ("encoder", "stage1,pool", 2 * 4 + 16), ("D", "all", 4 * 2 * 8)]:
+    for net, layers, dim in [("encoder", "all", 2 * (4 + 8 + 16) + 32), ("encoder", "pool", 16), ("encoder", "bn_crelu", 32), ("encoder", "stage1,pool", 2 * 4 + 16), ("D", "all", 4 * 2 * 8)]:
         out = tmp_path / f"{net}_{layers}.pt"
         r = CliRunner().invoke(cli, ["features", str(big_run), "--data", "fashion-mnist", "--split", "test", "--limit", "20",
                                      "--net", net, "--layers", layers, "--out", str(out), "--quiet"])
@@ -381,7 +383,7 @@ def test_features_cli_exports_encoder_and_d(big_run, tmp_path):
 
 def test_encoder_features_are_eval_mode_and_batch_independent(big_run, fmnist_small):
     rep, _, _ = fe.load_representation(big_run)
-    assert rep.name == "encoder" and rep.layers == ["pool"]
+    assert rep.name == "encoder" and rep.layers == ["stage1", "stage2", "stage3", "bn_crelu"]  # every stage + the pooled readout
     data = _small(fmnist_small, 30)
     a, _, _ = fe.representation_features(rep, data, "pool,bn_crelu", batch_size=7)
     b, _, _ = fe.representation_features(rep, data, "pool,bn_crelu", batch_size=30)
@@ -394,7 +396,7 @@ def test_encoder_features_are_eval_mode_and_batch_independent(big_run, fmnist_sm
 def test_probe_works_on_encoder_features(big_run):
     r = probe(big_run, "fashion-mnist", fractions=(1.0,), seeds=1, baselines=("pixels", "random"), limit=200)
     assert list(r["rows"]) == ["encoder", "pixels", "random encoder"]
-    assert r["rows"]["encoder"]["dim"] == 16 and r["rows"]["random encoder"]["dim"] == 16 and r["rows"]["pixels"]["dim"] == 1024
+    assert r["rows"]["encoder"]["dim"] == 88 and r["rows"]["random encoder"]["dim"] == 88 and r["rows"]["pixels"]["dim"] == 1024
     assert r["rows"]["encoder"]["net"] == "encoder" and r["n_train"] == 200
     for row in r["rows"].values():
         assert 0.1 <= row["fractions"]["1"]["mean"] <= 1.0  # ten classes: anything learned beats 10% chance

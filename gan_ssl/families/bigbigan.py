@@ -18,8 +18,8 @@ phases, each with its own optimizer and no work done twice. Per loop step: "D" (
 batch each), "E" (a real batch; Adam at train.lr_g * loss.e_lr_mult), "G" (no batch). The rotation task
 (`aux.rotation`, Chen et al. 2019) may attach to F: rotated reals in the D phase, rotated fakes in G's.
 
-Representations: "encoder" (E's pooled trunk; `--layers bn_crelu` for the BN+CReLU variant, stage names for
-its blocks) and "D" (F's blocks, as for the gan family).
+Representations: "encoder" (every stage of E plus its pooled BN+CReLU output, as D's blocks are read; `--layers pool`
+or `--layers bn_crelu` for the paper's pooled readouts alone) and "D" (F's blocks, as for the gan family).
 """
 from __future__ import annotations
 
@@ -56,8 +56,10 @@ class BigBiGANLoss:
 
 
 def encoder_representation(E: Encoder, name: str = "encoder") -> Representation:
-    """E's pooled trunk ("pool", what 'all' means), plus its stages and, with bn_crelu, "bn_crelu"."""
-    return Representation(name, E, E.features, ["pool"], E.layer_names())
+    """E as a feature extractor. 'all' = every stage plus E's pooled representation ("bn_crelu", or "pool" without
+    it): the protocol of the D representations (every block, pooled by `features.pool_map`). "pool" and
+    "bn_crelu" alone are the BigBiGAN paper's readouts."""
+    return Representation(name, E, E.features, [*E.stages.keys(), "bn_crelu" if E.bn_crelu else "pool"], E.layer_names())
 
 
 @register_family("bigbigan")
