@@ -1,7 +1,7 @@
 """BigBiGAN's encoder as a representation on Fashion-MNIST (issue 12): against raw pixels, a random-init encoder and
 the SSGAN discriminator trained for the same wall-clock budget; offline FID of both generators; reconstruction grids.
 
-    python tools/bench_bigbigan.py --minutes 30 --threads 1     # the benchmark, on an idle machine (2 x 30 min training + probes)
+    python tools/bench_bigbigan.py --minutes 12 --threads 2 --seeds 2 --e-layers all   # the issue's table, idle machine (2 x 12 min training, ~40 min of 60k-label probes)
     python tools/bench_bigbigan.py --minutes 0.3 --probe-limit 1000 --seeds 1 --fid-n 500 --out /tmp/bench_bb_smoke   # smoke
 
 Setups (same seed, threads and budget: `train.minutes`; `train.steps` is set high so that the budget decides):
@@ -10,8 +10,10 @@ Setups (same seed, threads and budget: `train.minutes`; `train.steps` is set hig
 Feature rows, each probed with gan_ssl.probe (logistic regression, L2 chosen on a validation split of the labels)
 at --fractions, and scored by 1-NN (cosine similarity after centring on the training mean; every training image
 is a neighbour, labels of all of them are used):
-  E pool, E bn_crelu            BigBiGAN's encoder: its pooled trunk, and the same after BN + CReLU
-  random E pool, random E bn_crelu   the same encoder with random weights (gan_ssl.features.random_representation, seed 0)
+  E all                         BigBiGAN's encoder read as the D rows are: every stage plus bn_crelu, avg+max pooled
+                                (`gan-ssl probe RUN --net encoder`'s default)
+  E pool, E bn_crelu            its pooled trunk alone, and the same after BN + CReLU (the BigBiGAN paper's readouts)
+  random E ...                  the same encoder and layers with random weights (gan_ssl.features.random_representation, seed 0)
   BigBiGAN F                    the x-trunk of BigBiGAN's joint D (every block, avg+max pooled)
   SSGAN D                       the SSGAN discriminator (every block, avg+max pooled), trained for the same minutes
   pixels                        raw pixels in [-1, 1]
@@ -44,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_ssgan_claim import _cached  # noqa: E402  (JSON-cached steps, shared by the benchmarks)
 
 SETUPS = {"bigbigan": "configs/bigbigan_fmnist.yaml", "ssgan": "configs/ssgan_fmnist.yaml"}
-E_LAYERS = ("pool", "bn_crelu")
+E_LAYERS = ("all", "pool", "bn_crelu")  # "all": every stage + bn_crelu, avg+max pooled (the D rows' protocol)
 MARGIN_OVER_PIXELS = 0.04  # the issue's target at 100% labels
 
 
@@ -110,7 +112,8 @@ def reconstructions(ckpt: str, out: Path, n_grid: int, n_class: int) -> dict[str
     return r
 
 
-def feature_rows(runs: dict[str, dict[str, Any]], data: dict[str, ImageData], progress: bool) -> dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
+def feature_rows(runs: dict[str, dict[str, Any]], data: dict[str, ImageData], progress: bool,
+                 e_layers: tuple[str, ...] = E_LAYERS) -> dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]]:
     """Row name -> a function giving (train features [N, F], test features [M, F])."""
     rows: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -121,8 +124,8 @@ def feature_rows(runs: dict[str, dict[str, Any]], data: dict[str, ImageData], pr
     if "bigbigan" in runs:
         E, cfg, _ = fe.load_representation(runs["bigbigan"]["ckpt"], "encoder")
         R = fe.random_representation(cfg, "encoder", seed=0)
-        for layer in E_LAYERS:
-            if layer in E.known:
+        for layer in e_layers:
+            if layer == "all" or layer in E.known:
                 rows[f"E {layer}"] = of(E, layer)
                 rows[f"random E {layer}"] = of(R, layer)
         rows["BigBiGAN F"] = of(fe.load_representation(runs["bigbigan"]["ckpt"], "D")[0], None)
@@ -184,8 +187,12 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override for every setup")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves the other core to others)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_bigbigan"))
+    ap.add_argument("--e-layers", default=",".join(E_LAYERS), help="E rows (each with its random-E row), from: " + ", ".join(E_LAYERS))
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
+    e_layers = tuple(s.strip() for s in args.e_layers.split(",") if s.strip())
+    if set(e_layers) - set(E_LAYERS):
+        ap.error(f"--e-layers: unknown {', '.join(sorted(set(e_layers) - set(E_LAYERS)))}; use {', '.join(E_LAYERS)}")
     torch.set_num_threads(args.threads)
     fractions = tuple(float(f) for f in args.fractions.split(","))
     names = [s.strip() for s in args.setups.split(",") if s.strip()]
@@ -210,7 +217,7 @@ def main() -> None:
     data = {s: fe.load_data(any_cfg, "fashion-mnist", s, args.probe_limit) for s in ("train", "test")}
     tag = f"l{args.probe_limit}_s{args.seeds}_f{args.fractions}_L2x{len(L2_GRID)}"
     rows: dict[str, Any] = {}
-    for name, get in feature_rows(runs, data, not args.quiet).items():
+    for name, get in feature_rows(runs, data, not args.quiet, e_layers).items():
         slug = name.replace(" ", "_")
         where = base / ("bigbigan" if ("E " in name or "BigBiGAN" in name) else "ssgan" if "SSGAN" in name else "") / f"row_{slug}_{tag}.json"
 
