@@ -312,7 +312,8 @@ def test_j_projection_adds_the_inner_product_to_s_xz_only():
     with torch.no_grad():
         s0, s, fx = D0(x, z), D(x, z), D.F.feature(x)
         torch.testing.assert_close(s["xz"] - s0["xz"], (D.proj(fx * D.j_x_scale) * D.H(z)).sum(1))  # [6]
-    torch.testing.assert_close(s["x"], s0["x"]) and torch.testing.assert_close(s["z"], s0["z"])
+    torch.testing.assert_close(s["x"], s0["x"])  # assert_close returns None: one call per check
+    torch.testing.assert_close(s["z"], s0["z"])
 
 
 def test_bad_backbone_or_encoder_arch_is_a_config_error():
