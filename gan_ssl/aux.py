@@ -18,9 +18,17 @@ NeurIPS 2021. One 2K-way head (K = 4 rotations): a real image rotated by k is cl
 is class 2k + 1; D minimises CE on both; G minimises CE(fake_k, 2k) - CE(fake_k, 2k + 1).
 
 Contrastive D (ContraD): Jeong & Shin, "Training GANs with Stronger Augmentations via Contrastive
-Discriminator", ICLR 2021. D's trunk learns only from NT-Xent between two SimCLR views of each real image
-and a supervised-contrastive term that pulls fakes together and away from reals; the real/fake score is a
-small head on stop-gradient features (`adversarial_logits`), which the family uses instead of D's head.
+Discriminator", ICLR 2021 (official code `jh-jeong/ContraD`, `training/gan/contrad.py`). D sees SimCLR views
+only: the first view of each real image and one view of each fake are the adversarial rows
+(`adversarial_view`), a second view of each real is the extra row. D's trunk learns only from NT-Xent between
+the two real views and a supervised-contrastive term that pulls fakes together and away from both real views;
+the real/fake score is a linear head on stop-gradient features (`adversarial_logits`), which the family uses
+instead of D's head; G's loss reads the same head on a view of its fakes, through the trunk.
+
+BatchNorm D: every row a task adds to the real pass of the D phase has a counterpart of the same kind in the
+fake pass (`balance_inputs`), so the two passes have the same batch statistics and D cannot tell them apart
+by those. Under torchrun the contrastive losses gather the embeddings of every rank with gradients
+(`torch.distributed.nn.functional.all_gather`), so the loss does not change with the world size.
 """
 from __future__ import annotations
 
@@ -75,6 +83,18 @@ class AuxTask(nn.Module):
         """Real/fake logits [B] from D's pooled features [B, F], for a task that replaces D's own head (None: it does not)."""
         return None
 
+    def adversarial_view(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """The images [B, C, H, W] D scores as real/fake, for a task that replaces D's head (the identity otherwise)."""
+        return x
+
+    def balance_inputs(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """Rows a BatchNorm D adds to the fake pass of the D phase (for the batch statistics only), so that it holds
+        the same kind and number of rows as the real pass: the real side's extra rows when the task has no loss on
+        fakes in the D phase, none otherwise. x: the fakes [B, C, H, W] -> [E, C, H, W]."""
+        if side == "d_fake" and self.weight("d") > 0 and self.weight("d_fake") == 0:
+            return self.extra_inputs(x, "d")[0]
+        return x[:0]
+
     def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
@@ -96,12 +116,14 @@ def rotate_batch(x: torch.Tensor, ks: tuple[int, ...] = (0, 1, 2, 3)) -> tuple[t
 def rotation_labels(batch: int, protocol: str, device: torch.device | str = "cpu") -> torch.Tensor:
     """The rotation k in {0, 1, 2, 3} of each image of a batch under `split` or `one`, int64 [B].
 
-    split: contiguous quarters (image i gets floor(4 i / B)); one: uniform random (torch's global RNG).
+    split: contiguous quarters (image i gets floor(4 i / B)); one: the same counts of each k as split, assigned
+    to random images (torch's global RNG), so every batch has the same number of rotated rows.
     """
+    quarters = torch.arange(batch) * 4 // batch
     if protocol == "split":
-        return torch.arange(batch, device=device) * 4 // batch
+        return quarters.to(device)
     if protocol == "one":
-        return torch.randint(0, 4, (batch,)).to(device)
+        return quarters[torch.randperm(batch)].to(device)
     raise ValueError(f"rotation_labels takes split or one, got {protocol!r}")
 
 
@@ -179,24 +201,39 @@ class LabelAugTask(RotationTask):
         return self.d_weight * ce, {f"la_{tag}": ce.detach(), f"la_acc_{tag}": acc}
 
 
-def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(), nn.Linear(hidden, cout))
+def _projection(cin: int, hidden: int, cout: int) -> nn.Sequential:
+    """ContraD's projection head: Linear, LeakyReLU(0.1), Linear (the official code's `projection`)."""
+    return nn.Sequential(nn.Linear(cin, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, cout))
+
+
+def gather_rows(z: torch.Tensor) -> torch.Tensor:
+    """z [B, D] from every rank of a torchrun job, concatenated in rank order [world * B, D], with gradients
+    flowing back to each rank's rows (torch.distributed.nn's all_gather sums them across ranks, so with DDP's
+    gradient mean the step equals one process on the whole batch); z itself outside a multi-process job."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z.contiguous()))
 
 
 @register_aux("contrastive")
 class ContrastiveTask(AuxTask):
-    """ContraD: NT-Xent on two SimCLR views of each real image (projection `proj_real`), a supervised-contrastive
-    term on fakes against the reals' views (projection `proj_fake`, weight `fake_weight`), and the real/fake
-    logits from a small MLP on stop-gradient features in the D phase (G's gradient flows through the trunk)."""
+    """ContraD: NT-Xent between two SimCLR views of each real image (projection `proj_real`), a
+    supervised-contrastive term on fake views against both real views (projection `proj_fake`, weight
+    `fake_weight`), and the real/fake logits from a linear head on stop-gradient features in the D phase
+    (G's gradient flows through the trunk). D's adversarial rows are SimCLR views (`adversarial_view`)."""
 
     def __init__(self, D: Discriminator, d_weight: float = 1.0, g_weight: float = 0.0, fake_weight: float = 1.0,
-                 temperature: float = 0.1, proj_dim: int = 128) -> None:
+                 temperature: float = 0.1, proj_dim: int = 128, hidden: int = 128) -> None:
         super().__init__(D, d_weight, g_weight)
         f = D.feature_dim
         self.fake_weight, self.temperature = float(fake_weight), float(temperature)
-        self.proj_real, self.proj_fake = _mlp(f, f, proj_dim), _mlp(f, f, proj_dim)
-        self.disc = _mlp(f, max(f // 2, 16), 1)
-        self._real_views: torch.Tensor | None = None  # the D phase's real views, projected by proj_fake, for the fake term
+        self.proj_real, self.proj_fake = _projection(f, hidden, proj_dim), _projection(f, hidden, proj_dim)
+        self.disc = nn.Linear(f, 1)  # the official code's default LinearDiscriminator
+        self._real_views: torch.Tensor | None = None  # the D phase's two real views, projected by proj_fake, for the fake term
 
     def weight(self, side: str) -> float:
         return {"d": self.d_weight, "d_fake": self.d_weight * self.fake_weight}.get(side, 0.0)
@@ -204,21 +241,27 @@ class ContrastiveTask(AuxTask):
     def adversarial_logits(self, feats: torch.Tensor, side: str) -> torch.Tensor | None:
         return self.disc(feats.detach() if side != "g" else feats).squeeze(1)
 
+    def adversarial_view(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        return simclr_view(x)  # reals: the first view; fakes: their one view (D and G phases alike)
+
     def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
-        """Two SimCLR views of each real image on side "d" ([2B, ...]); nothing extra for fakes (their upright
-        features are used)."""
+        """The second SimCLR view of each real image on side "d" ([B, ...]); nothing extra for fakes."""
         if side == "d":
-            return torch.cat([simclr_view(x), simclr_view(x)]), None
+            return simclr_view(x), None
         return x[:0], None
+
+    def balance_inputs(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """A second view of each fake in the D phase's fake pass, matching the real pass's second view."""
+        return simclr_view(x) if side == "d_fake" and self.weight("d") > 0 else x[:0]
 
     def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
         if side == "d":
-            v1, v2 = extra.float().chunk(2)  # [B, F] each
-            loss = nt_xent(self.proj_real(v1), self.proj_real(v2), self.temperature)
-            self._real_views = self.proj_fake(v1)
+            v1, v2 = upright.float(), extra.float()  # [B, F] each: features of the two views
+            loss = nt_xent(gather_rows(self.proj_real(v1)), gather_rows(self.proj_real(v2)), self.temperature)
+            self._real_views = torch.cat([gather_rows(self.proj_fake(v1)), gather_rows(self.proj_fake(v2))])
             return self.d_weight * loss, {"con_real": loss.detach()}
         assert side == "d_fake" and self._real_views is not None, "the fake term needs the real views of the same D phase"
-        loss = supcon_fakes(self.proj_fake(upright.float()), self._real_views, self.temperature)
+        loss = supcon_fakes(gather_rows(self.proj_fake(upright.float())), self._real_views, self.temperature)
         self._real_views = None
         return self.d_weight * self.fake_weight * loss, {"con_fake": loss.detach()}
 

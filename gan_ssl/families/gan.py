@@ -141,25 +141,29 @@ class GANFamily(EMAGeneratorSampling, Family):
     def _d_pass(self, x: torch.Tensor, side: str, tasks: list[AuxTask] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[tuple[AuxTask, int, Any]]]:
         """D over the upright batch x [B, ...] and every active task's extra images (one pass for a BatchNorm D).
         Returns (real/fake logits of the upright rows [B], features of all rows [B + E, F], [(task, n_extra, context)]).
-        A task with its own real/fake head (ContraD) supplies the logits."""
-        parts, extras, stats_only = [x], [], []
-        for task in self.tasks if tasks is None else tasks:
+        A task with its own real/fake head (ContraD) supplies the logits and the view of x that D scores."""
+        tasks = self.tasks if tasks is None else tasks
+        adv = self.head_task.adversarial_view(x, side) if self.head_task is not None and self.head_task in tasks else x
+        parts, extras, stats_only = [adv], [], []
+        for task in tasks:
             if task.weight(side) > 0:
                 images, context = task.extra_inputs(x, side)
                 if images.shape[0]:
                     parts.append(images)
                 extras.append((task, images.shape[0], context))
-            elif self.joint_pass and side == "d_fake" and task.weight("d") > 0:
+            if self.joint_pass:
                 # BatchNorm: the fake pass gets the same kind of extra rows as the real pass (for the statistics only),
                 # or D could tell the two passes apart by their batch statistics instead of by their images
-                stats_only.append(task.extra_inputs(x, side)[0])
+                balance = task.balance_inputs(x, side)
+                if balance.shape[0]:
+                    stats_only.append(balance)
         parts += stats_only  # after every row a loss reads
         if len(parts) == 1:
-            logits, feats = self.D.forward_with_feature(x)
+            logits, feats = self.D.forward_with_feature(adv)
         elif self.joint_pass:  # BatchNorm: upright and extra images share one set of batch statistics
             logits, feats = self.D.forward_with_feature(torch.cat(parts))
         else:  # batch-independent D: two passes give the same values, and a 4B batch runs ~14% slower on CPU
-            logits, feats = self.D.forward_with_feature(x)
+            logits, feats = self.D.forward_with_feature(adv)
             feats = torch.cat([feats, self.D.feature(torch.cat(parts[1:]))])
         logits = logits[: x.shape[0]]
         if self.head_task is not None:
