@@ -31,6 +31,9 @@ class DataConfig:
     resolution: int = 32  # 28-px Fashion-MNIST is padded to 32 so the 32-px models apply unchanged
     channels: int = 1  # 1 = grayscale, 3 = RGB; images are converted to this
     limit: int = 0  # use only the first N images (0 = all); handy for smoke runs and tests
+    subset: float = 0  # train on a seeded random subset: a count (>= 1) or a fraction (< 1) of the images, the same
+    # number from each class where labels exist (low-data studies); 0 = all
+    subset_seed: int = 0  # which subset: fixed apart from `seed`, so training seeds compare on the same images
     storage: str = "auto"  # memory | stream | auto (stream a folder whose images exceed max_memory_gb)
     max_memory_gb: float = 4.0  # auto: largest image set held in memory as uint8
     workers: int = 2  # DataLoader worker processes when streaming (2 = this CPU's core count)
@@ -57,7 +60,8 @@ class ContrastiveConfig:
     # onto a small head over stop-gradient features, so D's trunk learns only from the contrastive terms
     fake_weight: float = 1.0  # lambda_con: the supervised-contrastive term on fakes (fakes one class, reals negatives)
     temperature: float = 0.1  # tau of both terms, the paper's
-    proj_dim: int = 128  # projection-head output size
+    proj_dim: int = 128  # projection-head output size (the official code's d_project)
+    hidden: int = 128  # projection heads' hidden width (the official code's d_hidden)
 
 
 @dataclass
@@ -137,6 +141,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "data.resolution": (8, 1024),
     "data.channels": (1, 3),
     "data.limit": (0, math.inf),
+    "data.subset": (0, math.inf),
+    "data.subset_seed": (0, 2**63 - 1),
     "data.max_memory_gb": (0, math.inf),
     "data.workers": (0, 64),
     "aux.rotation.d_weight": (0, math.inf),
@@ -148,6 +154,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "aux.contrastive.fake_weight": (0, math.inf),
     "aux.contrastive.temperature": (1e-4, 100),
     "aux.contrastive.proj_dim": (1, 65536),
+    "aux.contrastive.hidden": (1, 65536),
     "train.steps": (1, 10**9),
     "train.minutes": (0, 10**7),
     "train.batch_size": (2, 10**6),
@@ -250,6 +257,8 @@ def validate(cfg: Config) -> Config:
     check_ranges(cfg, _RANGES, _CHOICES)
     if cfg.train.device not in ("cpu", "mps") and not cfg.train.device.startswith("cuda"):
         raise ConfigError(f"config key 'train.device' = {cfg.train.device!r} must be cpu, cuda, cuda:N or mps")
+    if cfg.data.subset >= 1 and cfg.data.subset != int(cfg.data.subset):
+        raise ConfigError(f"config key 'data.subset' = {cfg.data.subset:g} must be a whole count of images (>= 1) or a fraction (< 1)")
     from gan_ssl.families import FAMILIES
     from gan_ssl.models import check_model_section
 

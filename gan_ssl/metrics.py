@@ -508,7 +508,8 @@ def fid_evaluator(cfg: Config, data: ImageData) -> Callable[[Bundle], dict[str, 
     """
     ext = resolve_extractor(cfg.eval.features)
     ref = reference_input(data, f"{cfg.data.name}:{cfg.data.split}", ext, cache=True,
-                          info={"split": cfg.data.split, "limit": cfg.data.limit})
+                          info={"split": cfg.data.split, "limit": cfg.data.limit,
+                                "subset": cfg.data.subset, "subset_seed": cfg.data.subset_seed})
     key = fid_key(cfg.eval.n, cfg.data.split, ext.name)
 
     def evaluate(bundle: Bundle) -> dict[str, float]:

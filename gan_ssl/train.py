@@ -33,7 +33,7 @@ from torch.nn.utils import parametrize
 from gan_ssl import checkpoint as ckpt_io
 from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, flatten, from_dict, save_yaml
-from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data
+from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data, take_subset
 from gan_ssl.distributed import DataParallelPhases, Dist, rank_seed
 from gan_ssl.distributed import setup as setup_distributed
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
@@ -163,6 +163,7 @@ def state_dict(st: TrainState) -> dict[str, Any]:
         "sched": dict(st.sched),
         "scaler": st.scaler.state_dict(),
         "data": st.stream.state_dict(),
+        "subset_rows": st.stream.source.rows,  # data.subset: the rows of the full split trained on (None: all)
         "rng": rng,
         "best": dict(st.best),
         "world_size": st.dist.world,
@@ -198,6 +199,10 @@ def load_state_dict(st: TrainState, ck: dict[str, Any]) -> None:
     if ck["scaler"]:  # empty when the scaler is disabled (CPU or no AMP)
         st.scaler.load_state_dict(ck["scaler"])
     st.stream.load_state_dict(ck["data"])
+    saved_rows, rows = ck.get("subset_rows"), st.stream.source.rows
+    if (saved_rows is None) != (rows is None) or (rows is not None and not torch.equal(saved_rows, rows)):
+        raise CheckpointError("cannot resume: the data.subset drawn now is not the one the checkpoint trained on "
+                              "(the dataset changed); resume with the same data")
     st.step, st.images, st.elapsed = int(ck["step"]), int(ck["images"]), float(ck.get("elapsed", 0.0))
     st.counters.update({k: int(v) for k, v in ck["counters"].items()})
     st.sched, st.best = dict(ck.get("sched", {})), dict(ck.get("best", {}))
@@ -441,7 +446,7 @@ def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evalu
         check_world_size(cfg, saved, dist.world)
     elif run.latest.is_file():
         raise ConfigError(f"{run.root} already holds a run ({run.latest}); pass --resume to continue it or choose another --out")
-    source = open_training_data(cfg) if data is None else data
+    source = open_training_data(cfg) if data is None else take_subset(data, cfg.data.subset, cfg.data.subset_seed)
     shape = tuple(source.images.shape[1:]) if isinstance(source, ImageData) else (source.channels, source.resolution, source.resolution)
     if shape != (cfg.data.channels, cfg.data.resolution, cfg.data.resolution):
         raise ConfigError(f"data images are {shape}, the config expects ({cfg.data.channels}, {cfg.data.resolution}, {cfg.data.resolution})")
