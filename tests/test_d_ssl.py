@@ -86,8 +86,11 @@ def test_contrastive_head_reads_stop_gradient_features_in_the_d_phase_only():
     assert d_logits.shape == (4,) and torch.autograd.grad(d_logits.sum(), feats, allow_unused=True)[0] is None
     g_logits = task.adversarial_logits(feats, "g")
     assert torch.autograd.grad(g_logits.sum(), feats)[0].abs().sum() > 0  # G learns through D's trunk
-    views, _ = task.extra_inputs(torch.rand(4, 1, 32, 32) * 2 - 1, "d")
-    assert views.shape == (8, 1, 32, 32) and task.extra_inputs(torch.zeros(4, 1, 32, 32), "d_fake")[0].shape[0] == 0
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    views, _ = task.extra_inputs(x, "d")  # the second real view; the first is the adversarial row
+    assert views.shape == (4, 1, 32, 32) and task.extra_inputs(torch.zeros(4, 1, 32, 32), "d_fake")[0].shape[0] == 0
+    assert task.adversarial_view(x, "d").shape == x.shape and not torch.equal(task.adversarial_view(x, "d"), x)
+    assert task.balance_inputs(x, "d_fake").shape == x.shape and task.balance_inputs(x, "d").shape[0] == 0
 
 
 def test_contrastive_family_trains_d_trunk_only_through_contrastive_terms():
@@ -240,3 +243,107 @@ def test_lazy_rotation_runs_in_its_own_phases_every_k_steps(fmnist_small, model)
 def test_lazy_rotation_needs_the_adversarial_loss():
     with pytest.raises(ConfigError, match="lazy rotation"):
         tiny_cfg("aux.rotation.every=4", "loss.d_adv_weight=0")
+
+
+def _sym_cases():
+    off = ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0"]
+    cases = {}
+    for every in (1, 4):
+        for protocol in ("all", "split", "one"):
+            cases[f"rotation-{protocol}-every{every}"] = [f"aux.rotation.protocol={protocol}", f"aux.rotation.every={every}"]
+            cases[f"rotation-{protocol}-every{every}+contrastive"] = [f"aux.rotation.protocol={protocol}", f"aux.rotation.every={every}",
+                                                                      "aux.contrastive.d_weight=1"]
+    for protocol in ("all", "split", "one"):
+        la = [*off, "aux.label_aug.d_weight=1", "aux.label_aug.g_weight=1", f"aux.label_aug.protocol={protocol}"]
+        cases[f"la-{protocol}"] = la
+        cases[f"la-{protocol}-no-gan-loss"] = [*la, "loss.d_adv_weight=0"]
+        cases[f"la-{protocol}+contrastive"] = [*la, "aux.contrastive.d_weight=1"]
+    cases["contrastive"] = [*off, "aux.contrastive.d_weight=1"]
+    cases["contrastive-no-fake-term"] = [*off, "aux.contrastive.d_weight=1", "aux.contrastive.fake_weight=0"]
+    cases["contrastive+diffaug"] = [*off, "aux.contrastive.d_weight=1", "train.diffaug=translation,cutout"]
+    cases["rotation-rotation-g-only"] = ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0.2"]
+    return cases
+
+
+@pytest.mark.parametrize("overrides", list(_sym_cases().values()), ids=list(_sym_cases()))
+def test_batchnorm_d_sees_real_and_fake_passes_of_the_same_size(overrides):
+    """A BatchNorm D must not be able to tell the real pass from the fake pass by its batch statistics: in every
+    phase that scores reals against fakes, every BatchNorm layer of D normalises as many rows of reals as of fakes
+    (for every aux task, protocol, lazy or every-step schedule, and combination the config allows)."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg("model.name=dcgan", "train.precision=fp32", "train.channels_last=false", *overrides, model="dcgan")
+    fam = FAMILIES["gan"](cfg, "cpu", training=True)
+    assert fam.joint_pass
+    bns = [m for m in fam.D.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    rows: list[int] = []
+    hooks = [bn.register_forward_pre_hook(lambda m, inp: rows.append(inp[0].shape[0])) for bn in bns[:1]]
+    batch = {"image": torch.rand(8, 1, 32, 32) * 2 - 1}
+    for ph in fam.phases:
+        if ph.name != "D":
+            continue
+        rows.clear()
+        ph.fn(batch, _ctx())
+        if len(rows) == 2:  # a real pass and a fake pass
+            assert rows[0] == rows[1], f"{ph.name}: real pass {rows[0]} rows, fake pass {rows[1]}"
+        else:  # no fake pass: the phase has no adversarial or fake-side term
+            assert len(rows) == 1 and cfg.loss.d_adv_weight == 0 or not any(t.weight("d_fake") for t in fam.tasks), rows
+    for h in hooks:
+        h.remove()
+
+
+def test_contrad_scores_views_of_reals_and_fakes_in_both_passes(monkeypatch):
+    """ContraD (official code): D's adversarial rows are SimCLR views of reals and of fakes, never the raw images;
+    the fake term's negatives are both real views (2B rows)."""
+    import gan_ssl.aux as aux_mod
+
+    calls = []
+    real_view = aux_mod.simclr_view
+    monkeypatch.setattr(aux_mod, "simclr_view", lambda x: calls.append(x.shape[0]) or real_view(x))
+    torch.manual_seed(0)
+    cfg = tiny_cfg("model.name=dcgan", "train.precision=fp32", "aux.rotation.d_weight=0", "aux.rotation.g_weight=0",
+                   "aux.contrastive.d_weight=1", model="dcgan")
+    fam = FAMILIES["gan"](cfg, "cpu", training=True)
+    seen = {}
+    monkeypatch.setattr(aux_mod, "supcon_fakes", lambda f, r, t: seen.setdefault("shapes", (f.shape[0], r.shape[0])) and supcon_fakes(f, r, t))
+    fam.phase_d({"image": torch.rand(8, 1, 32, 32) * 2 - 1}, _ctx())
+    assert calls == [8, 8, 8, 8] and seen["shapes"] == (8, 16)  # real: view 1 + view 2; fake: view + balance view
+    calls.clear()
+    ctx = _ctx()
+    ctx.sched["batch_size"] = 8
+    fam.phase_g(None, ctx)
+    assert calls == [8]  # G is scored on a view of its fakes
+
+
+@pytest.mark.parametrize("config,adversarial", [("configs/ssganla_fmnist.yaml", False), ("configs/ssganla_plus_fmnist.yaml", True)])
+def test_ssganla_preset_is_the_papers_method_and_la_plus_keeps_the_gan_loss(config, adversarial):
+    """SSGAN-LA (Hou et al. 2021, official mode ssgan_la): the 8-way head replaces the real/fake loss for D and G;
+    the 'plus' preset (ssgan_la_plus) adds it to the real/fake loss."""
+    cfg = resolve(config, ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=8", "train.precision=fp32"])
+    la = cfg.aux.label_aug
+    assert (la.d_weight, la.g_weight) == (1.0, 1.0) and (cfg.loss.d_adv_weight > 0) == adversarial
+    assert cfg.aux.rotation.d_weight == cfg.aux.rotation.g_weight == 0
+    torch.manual_seed(0)
+    fam = FAMILIES["gan"](cfg, "cpu", training=True)
+    d_logs = fam.phase_d({"image": torch.rand(8, 1, 32, 32) * 2 - 1}, _ctx())
+    ctx = _ctx()
+    ctx.sched["batch_size"] = 8
+    g_logs = fam.phase_g(None, ctx)
+    assert {"la_real", "la_fake"} <= set(d_logs) and "la_g" in g_logs
+    assert ("d_adv" in d_logs) == adversarial and ("g_adv" in g_logs) == adversarial
+    if not adversarial:  # nothing reaches D's own real/fake head
+        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in fam.D.head.parameters())
+
+
+def test_paper_presets_are_the_ssgan_setting_and_differ_only_in_the_rotation_weights():
+    from gan_ssl.config import flatten
+
+    ss, sn = resolve("configs/ssgan_paper.yaml"), resolve("configs/sngan_paper.yaml")
+    a, b = flatten(ss.to_dict()), flatten(sn.to_dict())
+    assert {k for k in a if a[k] != b[k]} == {"aux.rotation.d_weight", "aux.rotation.g_weight"}
+    assert (ss.aux.rotation.d_weight, ss.aux.rotation.g_weight, ss.aux.rotation.protocol, ss.aux.rotation.every) == (1.0, 0.2, "all", 1)
+    assert sn.aux.rotation.d_weight == sn.aux.rotation.g_weight == 0
+    m = ss.model
+    assert (m.name, m.g_width, m.d_width, m.z_dim, m.self_modulation) == ("sngan", 256, 128, 128, True)
+    assert (ss.train.n_dis, ss.train.batch_size, ss.train.beta1_d, ss.train.beta2_d, ss.train.lr_d) == (2, 64, 0.0, 0.9, 2e-4)
+    _, D = build("sngan", resolution=32, channels=1, z_dim=16, g_width=8, d_width=8)
+    assert D.spectral_norm
