@@ -1,8 +1,11 @@
 """Run under torchrun (2 processes, gloo): ContraD's losses on each rank's half of a batch, embeddings gathered across
-ranks, against one process on the whole batch. Prints one JSON line per rank: the loss gaps and the largest gap
-between the DDP-averaged gradients and the one-process gradients."""
+ranks, against one process on the whole batch. Writes OUT_DIR/rank<r>.json per rank (argv[1]): the losses and the
+largest gap between the DDP-averaged gradients and the one-process gradients."""
+import gc
 import json
 import os
+import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -37,8 +40,12 @@ def main() -> None:
         dist.all_reduce(g)
         g /= world
     gap = max((a - b).abs().max().item() for a, b in zip(grads, ref_grads))
-    print(json.dumps({"rank": rank, "world": world, "loss": loss.item(), "ref": ref.item(), "grad_gap": gap,
-                      "n_grads": len(grads), "ref_n_grads": len(ref_grads)}), flush=True)
+    Path(sys.argv[1], f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": world, "loss": loss.item(), "ref": ref.item(),
+                                                                "grad_gap": gap, "n_grads": len(grads), "ref_n_grads": len(ref_grads)}))
+    del loss, grads  # free the autograd graph that holds gloo work before the group goes (else: terminate at exit)
+    task.zero_grad(set_to_none=True)
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 

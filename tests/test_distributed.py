@@ -145,14 +145,14 @@ def test_sync_bn_conversion_keeps_parameters_and_calls() -> None:
     assert torch.allclose(net[2][0](net[1](net[0](x)), torch.zeros(2, 3)), before)
 
 
-def test_contrastive_losses_gather_across_ranks_so_two_processes_equal_one() -> None:
+def test_contrastive_losses_gather_across_ranks_so_two_processes_equal_one(tmp_path: Path) -> None:
     """ContraD under torchrun: NT-Xent and the fake term see every rank's embeddings (gathered with gradients), so
     2 processes on halves of a batch give the loss and the DDP-averaged gradients of 1 process on the whole batch."""
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(ROOT / "tests" / "dist_contrastive_helper.py")]
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(ROOT / "tests" / "dist_contrastive_helper.py"), str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     _ok(r)
-    lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    lines = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
     assert sorted(x["rank"] for x in lines) == [0, 1]
     for x in lines:
         assert x["world"] == 2 and x["n_grads"] == x["ref_n_grads"] > 0
