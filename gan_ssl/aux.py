@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -210,11 +211,9 @@ def gather_rows(z: torch.Tensor) -> torch.Tensor:
     """z [B, D] from every rank of a torchrun job, concatenated in rank order [world * B, D], with gradients
     flowing back to each rank's rows (torch.distributed.nn's all_gather sums them across ranks, so with DDP's
     gradient mean the step equals one process on the whole batch); z itself outside a multi-process job."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return z
-    from torch.distributed.nn.functional import all_gather
+    from torch.distributed.nn.functional import all_gather  # torch.distributed.nn: only where a process group exists
 
     return torch.cat(all_gather(z.contiguous()))
 

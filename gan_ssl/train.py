@@ -33,10 +33,11 @@ from torch.nn.utils import parametrize
 from gan_ssl import checkpoint as ckpt_io
 from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, flatten, from_dict, save_yaml
-from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data, take_subset
+from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data
 from gan_ssl.distributed import DataParallelPhases, Dist, rank_seed
 from gan_ssl.distributed import setup as setup_distributed
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
+from gan_ssl.subset import take_subset
 from gan_ssl.families import FAMILIES, Family, Phase, StepContext
 from gan_ssl.progress import Progress
 from gan_ssl.tblog import TensorBoardLog
@@ -446,7 +447,7 @@ def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evalu
         check_world_size(cfg, saved, dist.world)
     elif run.latest.is_file():
         raise ConfigError(f"{run.root} already holds a run ({run.latest}); pass --resume to continue it or choose another --out")
-    source = open_training_data(cfg) if data is None else take_subset(data, cfg.data.subset, cfg.data.subset_seed)
+    source = take_subset(open_training_data(cfg) if data is None else data, cfg.data.subset, cfg.data.subset_seed)
     shape = tuple(source.images.shape[1:]) if isinstance(source, ImageData) else (source.channels, source.resolution, source.resolution)
     if shape != (cfg.data.channels, cfg.data.resolution, cfg.data.resolution):
         raise ConfigError(f"data images are {shape}, the config expects ({cfg.data.channels}, {cfg.data.resolution}, {cfg.data.resolution})")

@@ -283,10 +283,7 @@ def test_batchnorm_d_sees_real_and_fake_passes_of_the_same_size(overrides):
             continue
         rows.clear()
         ph.fn(batch, _ctx())
-        if len(rows) == 2:  # a real pass and a fake pass
-            assert rows[0] == rows[1], f"{ph.name}: real pass {rows[0]} rows, fake pass {rows[1]}"
-        else:  # no fake pass: the phase has no adversarial or fake-side term
-            assert len(rows) == 1 and cfg.loss.d_adv_weight == 0 or not any(t.weight("d_fake") for t in fam.tasks), rows
+        assert len(rows) == 2 and rows[0] == rows[1], f"{ph.name}: D's passes had {rows} rows (real pass, fake pass)"
     for h in hooks:
         h.remove()
 
@@ -304,7 +301,12 @@ def test_contrad_scores_views_of_reals_and_fakes_in_both_passes(monkeypatch):
                    "aux.contrastive.d_weight=1", model="dcgan")
     fam = FAMILIES["gan"](cfg, "cpu", training=True)
     seen = {}
-    monkeypatch.setattr(aux_mod, "supcon_fakes", lambda f, r, t: seen.setdefault("shapes", (f.shape[0], r.shape[0])) and supcon_fakes(f, r, t))
+
+    def recording_supcon(fake, real, temperature):
+        seen["shapes"] = (fake.shape[0], real.shape[0])
+        return supcon_fakes(fake, real, temperature)
+
+    monkeypatch.setattr(aux_mod, "supcon_fakes", recording_supcon)
     fam.phase_d({"image": torch.rand(8, 1, 32, 32) * 2 - 1}, _ctx())
     assert calls == [8, 8, 8, 8] and seen["shapes"] == (8, 16)  # real: view 1 + view 2; fake: view + balance view
     calls.clear()

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from conftest import tiny_cfg
-from gan_ssl.data import FolderSource, ImageData, subset_rows, take_subset
+from gan_ssl.data import FolderSource, ImageData
+from gan_ssl.subset import subset_rows, take_subset
 from gan_ssl.errors import CheckpointError, DataError
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import statistics
 import sys
 import time
@@ -71,13 +72,8 @@ def run_dir(args: argparse.Namespace, budget: str, method: str, seed: int) -> Pa
 def score_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, float]:
     """FID/KID/PR of --n EMA samples vs the test split and the D probe at 1% and 10% labels (3 subsets each)."""
     from gan_ssl import api
-    from gan_ssl import probe as pr
 
-    res = bq.score(api.load(path).sample(args.n, seed=1234))
-    r = pr.probe(path, "fashion-mnist", (0.01, 0.1), 3)
-    (row,) = r["rows"].values()
-    res.update({f"probe_{k}": round(100 * v["mean"], 2) for k, v in row["fractions"].items()})
-    return res
+    return {**bq.score(api.load(path).sample(args.n, seed=1234)), **bq.probe_run(path, "0.01,0.1")}
 
 
 def train_cell(budget: str, method: str, seed: int, args: argparse.Namespace, full: Any) -> dict[str, Any]:
@@ -91,8 +87,6 @@ def train_cell(budget: str, method: str, seed: int, args: argparse.Namespace, fu
     if cache.is_file():
         return json.loads(cache.read_text())
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     config, extra = METHODS[method]
     over = [f"seed={seed}", f"train.minutes={args.minutes}", "train.steps=1000000000", f"train.threads={args.threads}",
