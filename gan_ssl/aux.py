@@ -141,9 +141,10 @@ def rotate_by_label(x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, tor
 class RotationTask(AuxTask):
     """4-way rotation classifier: one linear layer (spectral-normalised when D is) on D's pooled feature."""
 
-    def __init__(self, D: Discriminator, d_weight: float = 1.0, g_weight: float = 0.2, protocol: str = "all", every: int = 1) -> None:
+    def __init__(self, D: Discriminator, d_weight: float = 1.0, g_weight: float = 0.2, protocol: str = "all", every: int = 1,
+                 lazy: str = "phases") -> None:
         super().__init__(D, d_weight, g_weight)
-        self.every = every  # the family schedules lazy tasks (every > 1) in phases of their own
+        self.every, self.lazy = every, lazy  # the family schedules lazy tasks (every > 1): phases of their own, or folded
         if protocol not in ("all", "split", "one"):
             raise ValueError(f"rotation protocol must be all, split or one, got {protocol!r}")
         self.protocol = protocol

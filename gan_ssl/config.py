@@ -44,7 +44,9 @@ class RotationConfig:
     d_weight: float = 0.0  # beta in SSGAN: 1.0 in Chen et al. 2019; 0 switches the task off
     g_weight: float = 0.0  # alpha in SSGAN: 0.2 in Chen et al. 2019
     protocol: str = "all"  # all: 4 rotations of every image | split: a quarter each (Mimicry) | one: one random k per image
-    every: int = 1  # 1: in every D and G step (the paper) | k > 1: lazy, in phases of their own every k steps, weights times k
+    every: int = 1  # 1: in every D and G step (the paper) | k > 1: lazy, every k steps with the weights times k
+    lazy: str = "phases"  # how a lazy task runs: phases (Daux/Gaux steps of their own) | fold (its rows join the D and G
+    # passes of every k-th step: no extra G forward and no extra optimiser steps)
 
 
 @dataclass
@@ -132,6 +134,7 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.storage": ("auto", "memory", "stream"),
     "aux.rotation.protocol": ("all", "split", "one"),
+    "aux.rotation.lazy": ("phases", "fold"),
     "aux.label_aug.protocol": ("all", "split", "one"),
     "train.ema_ramp": ("step", "none"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),

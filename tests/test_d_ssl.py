@@ -240,6 +240,30 @@ def test_lazy_rotation_runs_in_its_own_phases_every_k_steps(fmnist_small, model)
     torch.testing.assert_close(logs["loss"], 3 * cfg.aux.rotation.d_weight * logs["rot_d"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("model,n_dis", [("dcgan", 1), ("sngan", 2)])
+def test_folded_lazy_rotation_joins_the_d_and_g_passes_of_every_kth_step(fmnist_small, model, n_dis):
+    """aux.rotation.lazy=fold: no phases of its own; the rotated rows join the D pass (the first of n_dis) and the G
+    pass at steps 0, k, 2k, ..., with the weights scaled by k; the other steps carry no rotation."""
+    from gan_ssl.data import ImageData
+    from gan_ssl.train import build_state, train_step
+
+    cfg = tiny_cfg(f"model.name={model}", "aux.rotation.every=3", "aux.rotation.protocol=one", "aux.rotation.lazy=fold",
+                   f"train.n_dis={n_dis}", "train.precision=fp32", model=model)
+    st = build_state(cfg, ImageData(fmnist_small.images[:64], fmnist_small.labels[:64], "fashion-mnist"))
+    fam = st.family
+    assert fam.fold and fam.tasks == [] and len(fam.lazy_tasks) == 1
+    assert [p.name for p in fam.phases] == ["D", "G"]
+    task, calls = fam.lazy_tasks[0], []
+    loss = task.loss
+    task.loss = lambda side, *rest: calls.append((st.step, side)) or loss(side, *rest)  # records when rotation rows are scored
+    for _ in range(7):
+        train_step(st)
+    assert calls == [(s, side) for s in (0, 3, 6) for side in ("d", "g")]  # one of the n_dis D phases per due step
+    no_backward = StepContext(torch.device("cpu"), contextlib.nullcontext, lambda loss: None)  # step 0: a folded step
+    logs = fam.phase_d(st.stream.next(8), no_backward)
+    torch.testing.assert_close(logs["loss"] - logs["d_adv"], 3 * cfg.aux.rotation.d_weight * logs["rot_d"], rtol=1e-4, atol=1e-5)
+
+
 def test_lazy_rotation_needs_the_adversarial_loss():
     with pytest.raises(ConfigError, match="lazy rotation"):
         tiny_cfg("aux.rotation.every=4", "loss.d_adv_weight=0")
@@ -253,6 +277,9 @@ def _sym_cases():
             cases[f"rotation-{protocol}-every{every}"] = [f"aux.rotation.protocol={protocol}", f"aux.rotation.every={every}"]
             cases[f"rotation-{protocol}-every{every}+contrastive"] = [f"aux.rotation.protocol={protocol}", f"aux.rotation.every={every}",
                                                                       "aux.contrastive.d_weight=1"]
+        cases[f"rotation-{protocol}-every4-fold"] = [f"aux.rotation.protocol={protocol}", "aux.rotation.every=4", "aux.rotation.lazy=fold"]
+        cases[f"rotation-{protocol}-every4-fold+contrastive"] = [f"aux.rotation.protocol={protocol}", "aux.rotation.every=4",
+                                                                 "aux.rotation.lazy=fold", "aux.contrastive.d_weight=1"]
     for protocol in ("all", "split", "one"):
         la = [*off, "aux.label_aug.d_weight=1", "aux.label_aug.g_weight=1", f"aux.label_aug.protocol={protocol}"]
         cases[f"la-{protocol}"] = la

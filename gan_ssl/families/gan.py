@@ -104,6 +104,7 @@ class GANFamily(EMAGeneratorSampling, Family):
         self.tasks: list[AuxTask] = [task for name, task in aux.items() if every[name] == 1]  # in the D and G phases
         self.lazy_tasks: list[AuxTask] = [task for name, task in aux.items() if every[name] > 1]  # in their own phases
         self.aux_every = max(every.values(), default=1)
+        self.fold = cfg.aux.rotation.lazy == "fold" and bool(self.lazy_tasks)  # lazy rows in the D/G passes of every k-th step
         self.head_task = next((task for task in self.tasks if type(task).adversarial_logits is not AuxTask.adversarial_logits), None)
         self.joint_pass = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
         if not training:
@@ -115,12 +116,12 @@ class GANFamily(EMAGeneratorSampling, Family):
         self.phases = [Phase("D", ("D", "aux"), "D", self.phase_d, repeat=t.n_dis)]
         if loss.r1_gamma > 0:
             self.phases.append(Phase("Dreg", ("D",), "D", self.phase_dreg, every=loss.r1_every, lazy=loss.r1_every * t.n_dis))
-        if self.lazy_tasks:  # lazy self-supervision (like lazy R1): every k steps, its loss scaled by k
+        if self.lazy_tasks and not self.fold:  # lazy self-supervision (like lazy R1): every k steps, its loss scaled by k
             k = self.aux_every
             self.phases.append(Phase("Daux", ("D", "aux"), "D", self.phase_d_aux, every=k, lazy=k))
         if self.adv_weight > 0 or any(task.weight("g") > 0 for task in self.tasks):
             self.phases.append(Phase("G", ("G",), "G", self.phase_g, batch=False))
-        if any(task.weight("g") > 0 for task in self.lazy_tasks):
+        if not self.fold and any(task.weight("g") > 0 for task in self.lazy_tasks):
             self.phases.append(Phase("Gaux", ("G",), "G", self.phase_g_aux, every=self.aux_every, lazy=self.aux_every, batch=False))
 
     @classmethod
@@ -170,29 +171,38 @@ class GANFamily(EMAGeneratorSampling, Family):
             logits = self.head_task.adversarial_logits(feats[: x.shape[0]], side)
         return logits, feats, extras
 
-    @staticmethod
-    def _aux_terms(side: str, feats: torch.Tensor, batch: int, extras: list[tuple[AuxTask, int, Any]], logs: Logs) -> torch.Tensor:
+    def _aux_terms(self, side: str, feats: torch.Tensor, batch: int, extras: list[tuple[AuxTask, int, Any]], logs: Logs) -> torch.Tensor:
+        """Sum of the tasks' weighted losses; a lazy task's term is scaled by k, the steps it stands for."""
         total = feats.new_zeros(())
         upright, offset = feats[:batch], batch
         for task, n, context in extras:
             term, extra_logs = task.loss(side, upright, feats[offset : offset + n], context)
             offset += n
-            total = total + term
+            total = total + (self.aux_every * term if task in self.lazy_tasks else term)
             logs.update(extra_logs)
         return total
+
+    def _step_tasks(self, ctx: StepContext, phase: str) -> list[AuxTask]:
+        """The tasks of this D or G phase: the every-step ones, plus the lazy ones under lazy=fold on every k-th
+        loop step (in the first of the step's n_dis D phases only)."""
+        if not self.fold or ctx.step % self.aux_every:
+            return self.tasks
+        if phase == "D" and ctx.counters.get("D", 0) % self.cfg.train.n_dis:
+            return self.tasks
+        return self.tasks + self.lazy_tasks
 
     def phase_d(self, batch: Batch | None, ctx: StepContext) -> Logs:
         """Adversarial loss on upright reals and fakes + weighted auxiliary terms on reals (and on fakes for LA/ContraD)."""
         assert batch is not None
         real = self.augment(batch["image"])  # [B, C, H, W]
-        B, logs = real.shape[0], {}
+        B, logs, tasks = real.shape[0], {}, self._step_tasks(ctx, "D")
         with ctx.autocast():
-            real_logits, feats, extras = self._d_pass(real, "d")
+            real_logits, feats, extras = self._d_pass(real, "d", tasks)
             loss = self._aux_terms("d", feats, B, extras, logs)
-            if self.adv_weight > 0 or any(task.weight("d_fake") > 0 for task in self.tasks):
+            if self.adv_weight > 0 or any(task.weight("d_fake") > 0 for task in tasks):
                 with torch.no_grad():
                     fake = self.G(self.G.sample_z(B, device=ctx.device))
-                fake_logits, fake_feats, fake_extras = self._d_pass(self.augment(fake), "d_fake")
+                fake_logits, fake_feats, fake_extras = self._d_pass(self.augment(fake), "d_fake", tasks)
                 loss = loss + self._aux_terms("d_fake", fake_feats, B, fake_extras, logs)
                 if self.adv_weight > 0:
                     adv = self.d_adv(real_logits.float(), fake_logits.float())
@@ -219,7 +229,7 @@ class GANFamily(EMAGeneratorSampling, Family):
         B, logs = ctx.sched.get("batch_size", self.cfg.train.batch_size), {}
         with ctx.autocast():
             fake = self.G(self.G.sample_z(int(B), device=ctx.device))  # [B, C, H, W]
-            fake_logits, feats, extras = self._d_pass(self.augment(fake), "g")
+            fake_logits, feats, extras = self._d_pass(self.augment(fake), "g", self._step_tasks(ctx, "G"))
             loss = feats.new_zeros(())
             if self.adv_weight > 0:
                 adv = self.g_adv(fake_logits.float())
@@ -237,7 +247,7 @@ class GANFamily(EMAGeneratorSampling, Family):
         real, logs = self.augment(batch["image"]), {}
         with ctx.autocast():
             _, feats, extras = self._d_pass(real, "d", self.lazy_tasks)
-            loss = self.aux_every * self._aux_terms("d", feats, real.shape[0], extras, logs)
+            loss = self._aux_terms("d", feats, real.shape[0], extras, logs)
         ctx.backward(loss)
         logs["loss"] = loss.detach()
         return logs
@@ -248,7 +258,7 @@ class GANFamily(EMAGeneratorSampling, Family):
         with ctx.autocast():
             fake = self.augment(self.G(self.G.sample_z(B, device=ctx.device)))
             _, feats, extras = self._d_pass(fake, "g", self.lazy_tasks)
-            loss = self.aux_every * self._aux_terms("g", feats, B, extras, logs)
+            loss = self._aux_terms("g", feats, B, extras, logs)
         ctx.backward(loss)
         logs["loss"] = loss.detach()
         return logs
