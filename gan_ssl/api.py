@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from gan_ssl import checkpoint as ckpt_io
+from gan_ssl import runlog
 from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, from_dict
 from gan_ssl.errors import CheckpointError
@@ -125,5 +125,5 @@ def last_eval(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return {}
-    evals = [r for r in map(json.loads, path.read_text().splitlines()) if "eval" in r]
+    evals = [r for r in runlog.read_records(path) if "eval" in r]
     return evals[-1] if evals else {}

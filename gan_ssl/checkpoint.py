@@ -83,7 +83,24 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
             obj = migrate_v1(obj)
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{p} is a damaged version-1 gan_ssl checkpoint (missing {e})") from None
+    check_sections(obj, p)
     return obj
+
+
+# Every section a version-2 checkpoint holds, with its type (what `--resume`, `sample` and the rest read).
+SECTIONS: dict[str, type | tuple[type, ...]] = {
+    "family": str, "config": dict, "step": int, "images": int, "counters": dict, "nets": dict, "emas": dict,
+    "optims": dict, "buffers": dict, "scaler": dict, "data": dict, "rng": dict,
+}
+
+
+def check_sections(ck: dict[str, Any], path: str | Path) -> None:
+    """Raise CheckpointError naming the first section of a version-2 checkpoint that is missing or of the wrong type."""
+    for key, kind in SECTIONS.items():
+        if key not in ck:
+            raise CheckpointError(f"{path} is a damaged gan_ssl checkpoint: its '{key}' section is missing")
+        if not isinstance(ck[key], kind) or isinstance(ck[key], bool):
+            raise CheckpointError(f"{path} is a damaged gan_ssl checkpoint: its '{key}' section is a {type(ck[key]).__name__}")
 
 
 # Model keys of gan_ssl 0.1's flat model section that each model did not take (they were ignored then).

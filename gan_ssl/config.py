@@ -85,6 +85,8 @@ class TrainConfig:
     beta2_g: float = 0.9
     beta1_d: float = 0.0
     beta2_d: float = 0.9
+    lazy_correction: bool = True  # StyleGAN2-ADA: an optimizer that also steps in lazy phases (Dreg, Daux, Gaux every k)
+    # takes lr x r and betas ** r, r = its steps per loop step without them / with them (k / (k + 1) for one such phase)
     ema_beta: float = 0.999  # EMA of G weights, used for sampling (Yazici et al. 2019)
     ema_ramp: str = "step"  # step: beta_t = min(beta, (1+t)/(10+t)), so early EMAs track G | none: beta from step 0
     ema_start: int = 0  # step at which the EMA starts averaging (before: a plain copy)

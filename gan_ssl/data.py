@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import torch.utils.data
 
 from gan_ssl.errors import DataError
+from gan_ssl.seeds import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,12 @@ class ImageData:
     rows: torch.Tensor | None = None  # for a data.subset: the rows [N] of the full split these images are
 
     def __post_init__(self) -> None:
-        assert self.images.dtype == torch.uint8 and self.images.ndim == 4, self.images.shape
-        assert self.labels.shape == (self.images.shape[0],), (self.labels.shape, self.images.shape)
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            got = f"{self.images.dtype} {tuple(self.images.shape)}" if isinstance(self.images, torch.Tensor) else type(self.images).__name__
+            raise DataError(f"{self.name}: images must be a uint8 tensor [N, C, H, W], got {got}")
+        if not isinstance(self.labels, torch.Tensor) or tuple(self.labels.shape) != (self.images.shape[0],):
+            got = tuple(self.labels.shape) if isinstance(self.labels, torch.Tensor) else type(self.labels).__name__
+            raise DataError(f"{self.name}: labels must be a tensor [N] = [{self.images.shape[0]}], one per image, got {got}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -305,7 +310,7 @@ class EpochSampler:
         self._perm = self._make_perm()
 
     def _make_perm(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", self.epoch))
         return torch.randperm(self.n, generator=g)
 
     def next(self, batch_size: int | None = None) -> torch.Tensor:
@@ -364,10 +369,12 @@ class FolderSource(torch.utils.data.Dataset):
         img = fit_resolution(_read_image(self.files[i], self.channels).unsqueeze(0), self.resolution, pad_small=False)[0]
         return img, int(self.labels[i]), i
 
-    def subset(self, n: int) -> ImageData:
-        """The first n images in memory (for evaluators)."""
-        items = [self[i] for i in range(min(n, len(self)))]
-        return ImageData(torch.stack([it[0] for it in items]), self.labels[: len(items)].clone(), self.name, self.classes)
+    def sample(self, n: int, seed: int) -> ImageData:
+        """n images drawn at random (seeded, without replacement) across the whole folder, in memory (for
+        evaluators: every class, not the first files in sorted order)."""
+        rows = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[: min(n, len(self))].sort().values
+        items = [self[int(i)] for i in rows]
+        return ImageData(torch.stack([it[0] for it in items]), self.labels[rows].clone(), self.name, self.classes)
 
 
 def folder_bytes(path: str, split: str, resolution: int, channels: int, limit: int = 0) -> int:
@@ -449,8 +456,11 @@ class BatchStream:
 
     def _stream(self, bs: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._loader is None or self._loader_bs != bs:
+            # its own generator: a DataLoader seeds its workers from the global RNG otherwise, so rebuilding it
+            # on resume would shift the training's random stream
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "loader", self.drawn, self.rank))
             dl = torch.utils.data.DataLoader(self.source, batch_sampler=_BatchOrder(self.sampler, bs, self.rank, self.world),
-                                             num_workers=self.workers,
+                                             num_workers=self.workers, generator=g,
                                              collate_fn=_collate, persistent_workers=False, prefetch_factor=2 if self.workers else None)
             self._loader, self._loader_bs = iter(dl), bs
         try:
@@ -459,7 +469,8 @@ class BatchStream:
             self._loader = None
             raise DataError(str(e).strip().splitlines()[-1].split(": ", 1)[-1]) from None
         expect = self._local(self.sampler.next(bs * self.world), bs)
-        assert torch.equal(idx, expect), "streamed batch out of order"
+        if not torch.equal(idx, expect):  # the loader and the sampler disagree: a bug, never a user error
+            raise RuntimeError("streamed batch out of order: the DataLoader and the sampler disagree")
         return images, labels, idx
 
     def next(self, batch_size: int | None = None) -> Batch:
@@ -474,7 +485,7 @@ class BatchStream:
             images, labels = images.to(self.device), labels.to(self.device)
         batch = {"image": to_float(images).contiguous(memory_format=self.memory_format), "label": labels, "index": idx}
         if self.make_inputs is not None:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * self.drawn + 1 + 104_729 * self.rank)
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "inputs", self.drawn, self.rank))
             batch = self.make_inputs(batch, g)
         self.drawn += 1
         return batch

@@ -29,6 +29,7 @@ from torch import nn
 
 from gan_ssl.errors import ConfigError
 from gan_ssl.layers import PlainBN
+from gan_ssl.seeds import derive_seed
 
 if TYPE_CHECKING:
     from gan_ssl.families.base import Batch, Family, Logs, Phase, StepContext
@@ -210,4 +211,4 @@ class DataParallelPhases:
 
 def rank_seed(seed: int, rank: int) -> int:
     """Seed of rank `rank`'s in-phase random stream (rank 0 of a distributed run included)."""
-    return seed * 1_000_003 + 104_729 * (rank + 1)
+    return derive_seed(seed, "rank", rank)

@@ -178,13 +178,18 @@ def load_generator(folder: str | Path, device: str | torch.device = "cpu") -> Bu
             except RuntimeError as e:
                 raise CheckpointError(f"{folder / fname} does not match the configured model: {str(e).splitlines()[0][:300]}") from None
         elif kind == "buffers":
-            fam.buffers.update({k: v.to(fam.device) for k, v in tensors.items() if k in fam.buffers})
+            absent = sorted(set(fam.buffers) - set(tensors))
+            if absent:
+                raise CheckpointError(f"{folder / fname} has no buffer {absent[0]!r} that family {cfg.family} needs; export the checkpoint again")
+            fam.buffers.update({k: tensors[k].to(fam.device) for k in fam.buffers})
         elif kind == "extra":
             meta.setdefault("extra", {}).update(tensors)
         else:
             raise CheckpointError(f"{folder / CONFIG_FILE} lists {fname} of unknown kind {kind!r}")
     declared = {f"{d['kind']}:{d['name']}" for d in files.values()}
     missing = [f"{k}:{n}" for k, group in targets.items() for n in group if f"{k}:{n}" not in declared]
+    if fam.buffers and "buffers:buffers" not in declared:
+        missing.append("buffers:file (buffers.safetensors)")
     if missing:
         raise CheckpointError(f"{folder} holds no {missing[0].replace(':', ' ')} that family {cfg.family} needs; export the checkpoint again")
     fam.load_state_extra(meta.get("extra", {}))

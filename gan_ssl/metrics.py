@@ -315,6 +315,14 @@ def reference_input(data: ImageData | torch.Tensor, label: str, ext: Extractor, 
     return inp
 
 
+def _raised_by_fidelity_check(e: BaseException) -> bool:
+    """Whether e was raised by torch-fidelity's own input checks (its `vassert` helper), not by torch inside it."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    return bool(frames) and "torch_fidelity" in Path(frames[-1].filename).parts and frames[-1].name == "vassert"
+
+
 def _fidelity_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -458,7 +466,9 @@ def compute(input1: Any, input2: Any = None, features: str = DEFAULTS["features"
         if "state_dict" in str(e):
             raise WeightsError(f"{ext.weights} does not hold {ext.name} weights: {str(e).splitlines()[0][:200]}") from None
         raise
-    except ValueError as e:  # torch-fidelity's own input checks (vassert)
+    except ValueError as e:
+        if not _raised_by_fidelity_check(e):  # a ValueError from torch or from our code is a bug: keep its traceback
+            raise
         raise DataError(f"torch-fidelity rejected the inputs: {e}") from None
     out = {f"{_KEYS[k]}[{ext.name}]": float(v) for k, v in raw.items() if k in _KEYS}
     return {"metrics": out, "input1": in1.describe(), **({"input2": in2.describe()} if in2 is not None else {}),

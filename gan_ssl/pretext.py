@@ -155,7 +155,8 @@ def super_resolve(ckpt: str | Path, source: str | Path, out: str | Path, degrade
                               "input_size": list(lr.shape[-2:]), "output_size": list(sr.shape[-2:])}
     if degrade:
         _save_pngs(lr, out_p / "lr")
-        _save_rows([upsample(lr, s, "nearest"), bicubic, run("G_psnr"), run("G"), x], out_p / "grid.png")
+        stages = [run("G_psnr")] if cfg.loss.pretrain_steps > 0 else []  # no L1 stage, no G_psnr row
+        _save_rows([upsample(lr, s, "nearest"), bicubic, *stages, run("G"), x], out_p / "grid.png")
         result.update(psnr=float(im.psnr(im.crop_border(sr, s), im.crop_border(x, s)).mean()),
                       psnr_bicubic=float(im.psnr(im.crop_border(bicubic, s), im.crop_border(x, s)).mean()))
     else:
@@ -219,7 +220,7 @@ def eval_inpaint(ckpt: str | Path, split: str = DEFAULTS["split"], n: int = DEFA
             _score(rows, "telea (opencv)", telea_fill(xb, mb), xb, mask=mb)
     return {"checkpoint": str(b.path), "step": b.step, "data": d.name, "split": split, "n": int(x.shape[0]), "channels": d.channels,
             "mask": mask, "seed": seed, "hole_fraction": float(masks.mean()), "train_mean": round(mean, 5),
-            "fill": b.cfg.loss.fill, "nn_database": len(database), "telea": telea_available(),
+            "fill": float(b.family.fill_value().mean()), "nn_database": len(database), "telea": telea_available(),
             "rows": {k: _summary(v) for k, v in rows.items()}, "seconds": round(time.perf_counter() - t0, 1)}
 
 

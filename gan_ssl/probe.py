@@ -27,6 +27,7 @@ from gan_ssl import features as fe
 from gan_ssl.config import Config, from_dict
 from gan_ssl.data import ImageData, load_images, parse_spec
 from gan_ssl.errors import ConfigError, DataError
+from gan_ssl.seeds import derive_seed
 
 if TYPE_CHECKING:
     from gan_ssl.bundle import Bundle
@@ -269,7 +270,7 @@ def probe_evaluator(cfg: Config, data: ImageData) -> Callable[["Bundle"], dict[s
     if not data.has_labels:
         log.warning("eval.probe: %s has images without labels; the in-training probe is off", data.name)
         return lambda st: {}
-    g = torch.Generator().manual_seed(cfg.seed + 12345)
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval.probe"))
     perm = torch.randperm(len(data), generator=g)
     name, path, _ = parse_spec(cfg.data.name)
     if name == "folder" and not (Path(str(path)).expanduser() / "test").is_dir():

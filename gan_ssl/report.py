@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 import platform
 import re
 from pathlib import Path
 from typing import Any
 
+from gan_ssl import runlog
 from gan_ssl.errors import CheckpointError, DataError
 
 MAX_GRIDS = 8  # sample grids embedded: evenly spaced over the run, the last one always included
@@ -30,15 +30,7 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     """metrics.jsonl -> (training records, evaluation records {"step", "eval": {...}}), in file order."""
     train: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i} is not a JSON line ({e.msg}); is this a gan_ssl metrics file?") from None
-        if not isinstance(rec, dict) or "step" not in rec:
-            raise DataError(f"{path}:{i} has no 'step'; is this a gan_ssl metrics file?")
+    for rec in runlog.read_records(path):
         (evals if isinstance(rec.get("eval"), dict) else train).append(rec)
     return train, evals
 

@@ -30,13 +30,14 @@ from typing import Any, Callable
 import torch
 from torch.nn.utils import parametrize
 
-from gan_ssl import checkpoint as ckpt_io
+from gan_ssl import checkpoint as ckpt_io, runlog
 from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, flatten, from_dict, save_yaml
 from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data
 from gan_ssl.distributed import DataParallelPhases, Dist, rank_seed
 from gan_ssl.distributed import setup as setup_distributed
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
+from gan_ssl.seeds import derive_seed
 from gan_ssl.subset import take_subset
 from gan_ssl.families import FAMILIES, Family, Phase, StepContext
 from gan_ssl.progress import Progress
@@ -123,6 +124,8 @@ def build_state(cfg: Config, source: ImageData | FolderSource, dist: Dist | None
     device = device or resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     family = FAMILIES[cfg.family](cfg, device, training=True)
+    if cfg.train.lazy_correction:
+        correct_lazy_optimizers(family)
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     stream = BatchStream(source, cfg.train.batch_size, cfg.seed, device, fmt, family.make_inputs, cfg.data.workers,
                          rank=dist.rank, world=dist.world)
@@ -130,6 +133,30 @@ def build_state(cfg: Config, source: ImageData | FolderSource, dist: Dist | None
     if dist.enabled:
         torch.manual_seed(rank_seed(cfg.seed, dist.rank))
     return TrainState(cfg, family, stream, scaler, device, dist)
+
+
+def lazy_ratios(phases: list[Phase]) -> dict[str, float]:
+    """Per optimizer that also steps in lazy phases (every > 1): its steps per loop step in the phases that run
+    every step over its steps in all of them (StyleGAN2-ADA's mb_ratio, k / (k + 1) for one phase every k)."""
+    every_step: dict[str, float] = {}
+    lazy: dict[str, float] = {}
+    for ph in phases:
+        book = every_step if ph.every == 1 else lazy
+        book[ph.opt] = book.get(ph.opt, 0.0) + ph.repeat / ph.every
+    return {opt: n / (n + lazy[opt]) for opt, n in every_step.items() if lazy.get(opt)}
+
+
+def correct_lazy_optimizers(family: Family) -> dict[str, float]:
+    """Scale the learning rate of each optimizer that steps in lazy phases by its ratio r and Adam's betas to the
+    power r (StyleGAN2-ADA, training_loop.py), so the extra steps keep the step size and momentum horizon per
+    loop step. Returns the ratios applied."""
+    ratios = lazy_ratios(family.phases)
+    for name, r in ratios.items():
+        for group in family.optimizers[name].param_groups:
+            group["lr"] *= r
+            if "betas" in group:
+                group["betas"] = tuple(b**r for b in group["betas"])
+    return ratios
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -187,9 +214,9 @@ def load_family_weights(family: Family, ck: dict[str, Any]) -> None:
     """Networks, EMAs and buffers of a (v2) checkpoint into a family built from its config."""
     _load_named("network", family.nets, ck["nets"], lambda m, sd: m.load_state_dict(sd))
     _load_named("EMA", {k: e for k, (_, e) in family.emas.items()}, ck["emas"], lambda e, sd: e.module.load_state_dict(sd))
-    for k, v in ck.get("buffers", {}).items():
-        if k in family.buffers:
-            family.buffers[k] = v.to(family.device)
+    _load_named("buffer", family.buffers, ck["buffers"], lambda _, __: None)  # every buffer the family has must be there
+    for k in family.buffers:
+        family.buffers[k] = ck["buffers"][k].to(family.device)
     family.load_state_extra(ck.get("extra", {}))
 
 
@@ -211,7 +238,7 @@ def load_state_dict(st: TrainState, ck: dict[str, Any]) -> None:
     if st.dist.enabled and ranks is not None and len(ranks) == st.dist.world:
         _set_rng_state(ranks[st.dist.rank], st.device)
     elif st.dist.enabled:  # a changed world size (allowed by train.allow_world_change): fresh per-rank streams
-        torch.manual_seed(rank_seed(st.cfg.seed, st.dist.rank) + st.step)
+        torch.manual_seed(derive_seed(st.cfg.seed, "rank", st.dist.rank, "resumed at", st.step))
     else:
         _set_rng_state(ck["rng"], st.device)
 
@@ -245,6 +272,12 @@ def save_grid(images: torch.Tensor, path: Path) -> None:
     vutils.save_image(images.float().clamp(-1, 1) * 0.5 + 0.5, str(path), nrow=nrow, padding=1)
 
 
+def numbered_checkpoints(folder: Path) -> list[Path]:
+    """checkpoints/step_N.pt, oldest first by the step number (not by name: step_1000000 sorts after step_999999)."""
+    found = [(int(p.stem[5:]), p) for p in folder.glob("step_*.pt") if p.stem[5:].isdigit()]
+    return [p for _, p in sorted(found)]
+
+
 class RunDir:
     """Paths and writers of a run directory."""
 
@@ -268,8 +301,7 @@ class RunDir:
         """Drop lines logged after `step` (written before a crash, after the last checkpoint)."""
         if not self.main or not self.metrics.exists():
             return
-        keep = [ln for ln in self.metrics.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        self.metrics.write_text("".join(ln + "\n" for ln in keep))
+        runlog.truncate(self.metrics, step)
 
     def write(self, st: TrainState, path: Path) -> None:
         sd = state_dict(st)  # a collective in a data-parallel run: every rank gets here
@@ -281,7 +313,7 @@ class RunDir:
         self.write(st, numbered)
         self.write(st, self.latest)
         if keep > 0 and self.main:
-            for old in sorted(self.ckpts.glob("step_*.pt"))[:-keep]:
+            for old in numbered_checkpoints(self.ckpts)[:-keep]:
                 old.unlink()
         return numbered
 
@@ -410,8 +442,10 @@ def _evaluate(st: TrainState, evaluators: list[Evaluator], run: RunDir) -> None:
 
 
 def _eval_data(source: ImageData | FolderSource, cfg: Config) -> ImageData:
-    """In-memory images for evaluators: the training set, or the first images of a streamed folder."""
-    return source if isinstance(source, ImageData) else source.subset(max(cfg.eval.n, 2 * cfg.eval.probe_n))
+    """In-memory images for evaluators: the training set, or a seeded sample across a streamed folder."""
+    if isinstance(source, ImageData):
+        return source
+    return source.sample(max(cfg.eval.n, 2 * cfg.eval.probe_n), derive_seed(cfg.seed, "eval images"))
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -452,7 +486,9 @@ def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evalu
     if shape != (cfg.data.channels, cfg.data.resolution, cfg.data.resolution):
         raise ConfigError(f"data images are {shape}, the config expects ({cfg.data.channels}, {cfg.data.resolution}, {cfg.data.resolution})")
     st = build_state(cfg, source, dist, device)
-    if saved is not None:
+    if saved is None:
+        st.family.fit_data(source)  # data-derived state (the inpainting fill); a resumed run has it in its buffers
+    else:
         load_state_dict(st, saved)
         run.truncate_metrics(st.step)
         log.info("resumed %s at step %d", run.latest, st.step)

@@ -44,7 +44,7 @@ class ToyFamily(Family):
         if training:
             self.optimizers = {"A": torch.optim.Adam(A.parameters(), lr=1e-2), "B": torch.optim.SGD(B.parameters(), lr=1e-2, momentum=0.9)}
             self.phases = [Phase("fit", ("A", "B"), "A", self.fit, repeat=2), Phase("shrink", ("B",), "B", self.shrink, every=2, batch=False),
-                           Phase("grow", ("A",), "A", self.grow, every=3, lazy=3.0)]
+                           Phase("grow", ("A",), "A", self.grow, every=3)]
 
     def schedule(self, ctx: Any) -> dict[str, float]:
         return {"batch_size": 4 if ctx.step < 4 else 6, "alpha": min(1.0, ctx.step / 4)}

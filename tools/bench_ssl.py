@@ -13,6 +13,7 @@ Methods (each on the main job's CPU recipe, configs/ssgan_fmnist.yaml, or the na
     rotation+diffaug  rotation + DiffAugment
     rotation-fold     rotation with aux.rotation.lazy=fold: the rotated rows join the D and G passes of every 4th step
                       instead of phases of their own (1.15x faster per step here)
+    contrad-sn        ContraD with the paper's kind of D: spectral norm instead of BatchNorm (SNDCGAN-like)
     la-plus, la+diffaug, rotation-every1, rotation-fold+diffaug, sngan-paper, ssgan-paper: extra entries (--methods)
 Data budgets (`data.subset`, class-balanced, subset seed 0, the same images for every method and seed): all 60k
 training images, 1200 (2%), 120 (0.2%, 12 per class).
@@ -62,6 +63,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "rotation-every1": (BASE, ["aux.rotation.every=1"]),
     "rotation-fold": (BASE, ["aux.rotation.lazy=fold"]),
     "rotation-fold+diffaug": (BASE, ["aux.rotation.lazy=fold", DIFFAUG]),
+    "contrad-sn": ("configs/contrad_fmnist.yaml", ["model.spectral_norm=true"]),
     "sngan-paper": ("configs/sngan_paper.yaml", []),
     "ssgan-paper": ("configs/ssgan_paper.yaml", []),
 }

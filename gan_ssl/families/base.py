@@ -23,9 +23,11 @@ from torch import nn
 from gan_ssl.augment import diff_augment, parse_policy
 from gan_ssl.ema import EMA
 from gan_ssl.errors import ConfigError
+from gan_ssl.seeds import derive_seed
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
+    from gan_ssl.data import FolderSource, ImageData
 
 Batch = dict[str, torch.Tensor]  # image [B, C, H, W] float in [-1, 1], label [B], index [B], + family keys
 Logs = dict[str, torch.Tensor]
@@ -59,7 +61,6 @@ class Phase:
     fn:     (batch or None, context) -> {"loss": ..., terms to log}; does its own forward and backward.
     every:  runs at loop steps where step % every == 0.
     repeat: runs per due step (n_dis for a discriminator), each with a fresh batch.
-    lazy:   lazy-regularisation constant its loss is scaled by (StyleGAN2's R1 every 16 D steps: 16).
     batch:  draws a real batch (False: fn gets None, e.g. a G phase that only samples z).
     when:   runs only while when(sched) is true, given the step's schedule values (e.g. a pre-training
             stage: `lambda s: s["stage"] == 0`); None = whenever `every` says.
@@ -71,7 +72,6 @@ class Phase:
     fn: PhaseFn
     every: int = 1
     repeat: int = 1
-    lazy: float = 1.0
     batch: bool = True
     when: Callable[[dict[str, float]], bool] | None = None
 
@@ -103,6 +103,7 @@ class Family:
     default_model: ClassVar[str]
     representations: ClassVar[tuple[str, ...]] = ()  # names `representation` takes; the first is the default
     supported_aux: ClassVar[tuple[str, ...]] = ()  # aux tasks (config sections of `aux`) this family's phases apply
+    samples_from_noise: ClassVar[bool] = True  # whether `sample(n, seed)` draws images from noise (FID can score them)
     lazy_aux: ClassVar[bool] = False  # whether it schedules aux.rotation.every > 1 (lazy self-supervision phases)
     sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options `sample` takes (truncation, ...)
     generator: ClassVar[str] = "G_ema"  # the net or EMA that `sample` and `grid` read (`gan-ssl export` labels it the generator)
@@ -133,6 +134,12 @@ class Family:
         if cfg.aux.rotation.every > 1 and not cls.lazy_aux:
             raise ConfigError(f"family {cls.name} applies the rotation task at every step; set aux.rotation.every=1")
         parse_policy(cfg.train.diffaug, cfg.data.channels)
+        if cfg.eval.every > 0 and cfg.eval.fid and not cls.samples_from_noise:
+            raise ConfigError(f"family {cls.name} draws no unconditional samples, so eval.fid has nothing to score; set "
+                              "eval.fid=false (the in-training probe still runs) or eval.every=0; score it after training with "
+                              "`gan-ssl eval-inpaint` or `gan-ssl eval-sr`")
+        if cfg.eval.every > 0 and cfg.eval.probe and not cls.representations:
+            raise ConfigError(f"family {cls.name} exports no features for eval.probe; set eval.probe=false or eval.every=0")
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """DiffAugment of a batch D is about to see (the same policy for reals and fakes, in every phase); identity when off."""
@@ -147,12 +154,16 @@ class Family:
         """An EMA of the net named G as `G_ema` (what sampling reads) and the fixed latents of the sample grid."""
         t = self.cfg.train
         self.emas["G_ema"] = ("G", EMA(G, t.ema_beta, t.ema_ramp, t.ema_start))
-        self.buffers["fixed_z"] = G.sample_z(t.sample_grid, torch.Generator().manual_seed(self.cfg.seed + 1), self.device)
+        self.buffers["fixed_z"] = G.sample_z(t.sample_grid, torch.Generator().manual_seed(derive_seed(self.cfg.seed, "fixed_z")), self.device)
 
     # --- the loop's hooks ----------------------------------------------------------------------
     def schedule(self, ctx: StepContext) -> dict[str, float]:
         """Per-step values (level of detail, alpha, lr, batch_size, ...), logged and read by phases."""
         return {}
+
+    def fit_data(self, data: "ImageData | FolderSource") -> None:
+        """Set state derived from the training data before a fresh run's first step, in `buffers` so that the
+        checkpoint keeps it (the context encoder's mean-pixel fill); nothing by default."""
 
     def make_inputs(self, batch: Batch, generator: torch.Generator) -> Batch:
         """Add the family's inputs to a batch (mask, low_res) from a per-batch seeded generator."""

@@ -60,6 +60,7 @@ class ConditionalFamily(Family):
     """Base of families whose G maps a real image's degraded copy back to it. Subclasses fill the grid buffers
     through `remember_grid(batch)` in their G phases and implement `grid_views()`."""
 
+    samples_from_noise = False  # G needs a real image to start from
     sample_options = ()
     generator = "G"  # the trained net maps degraded images back; there is no EMA of it
 

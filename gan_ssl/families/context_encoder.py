@@ -2,7 +2,7 @@
 
 Batches carry `mask` [B, 1, H, W] (1 = hole), drawn per sample by `make_inputs` from the stream's
 per-batch generator, so a resumed run sees the same holes. G reads the image with its hole filled by the
-data mean (`loss.fill`) plus the mask, and predicts the image; the completion is the prediction inside
+training images' mean pixel (`loss.fill`) plus the mask, and predicts the image; the completion is the prediction inside
 the hole and the original context outside.
 
 Phases (`gan_ssl.families.conditional`): "G_pre" (reconstruction only, the first `loss.pretrain_steps`
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from gan_ssl.data import ImageData
 from gan_ssl.errors import ConfigError
 from gan_ssl.families.base import Batch, Logs, Representation, StepContext, register_family
 from gan_ssl.families.conditional import ConditionalFamily, two_stage_phases
@@ -30,8 +31,8 @@ from gan_ssl.models import build_model
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
+    from gan_ssl.data import FolderSource
 
-FMNIST_MEAN = -0.562  # mean pixel of 32-px padded Fashion-MNIST train (0.219 in [0, 1]) mapped to [-1, 1]
 
 
 @dataclass
@@ -42,13 +43,14 @@ class ContextEncoderLoss:
     mask: str = "center"  # holes trained on: center (the paper's central region) | blocks | region | mixed
     overlap: int = 1  # ring of context (px) also reconstructed: the paper's 4 px at 128 px, scaled to 32 px
     overlap_weight: float = 5.0  # loss weight of ring pixels (paper: 10); the 1 px ring around a 16 px hole has 68 px, so 5 keeps the hole ~43% of the loss
-    fill: float = FMNIST_MEAN  # value of hole pixels in G's input: the training set's mean pixel in [-1, 1] (eval-inpaint prints it)
+    fill: str = "mean"  # value of hole pixels in G's input: "mean" = the training images' mean pixel per channel, computed
+    # when training starts and kept with the run (buffer `fill`) | a number in [-1, 1] for every channel
     pretrain_steps: int = 0  # loop steps of reconstruction only (phase G_pre) before D and G start
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"adversarial": tuple(ADVERSARIAL), "mask": MASKS}
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {"rec_weight": (0, float("inf")), "adv_weight": (0, float("inf")),
                                                          "overlap": (0, 64), "overlap_weight": (0, float("inf")),
-                                                         "fill": (-1, 1), "pretrain_steps": (0, 10**9)}
+                                                         "pretrain_steps": (0, 10**9)}
 
 
 @register_family("context_encoder")
@@ -64,6 +66,8 @@ class ContextEncoderFamily(ConditionalFamily):
         self.G, self.D = G.to(self.device), D.to(self.device)
         self.nets = {"G": self.G, "D": self.D}
         self.buffers["grid_mask"] = torch.zeros(self.grid_k, 1, cfg.data.resolution, cfg.data.resolution, device=self.device)
+        if loss.fill == "mean":  # set by fit_data; a number needs no buffer (and older checkpoints have none)
+            self.buffers["fill"] = torch.zeros(1, cfg.data.channels, 1, 1, device=self.device)
         self.d_adv, self.g_adv = ADVERSARIAL[loss.adversarial]
         if not training:
             return
@@ -73,6 +77,28 @@ class ContextEncoderFamily(ConditionalFamily):
     def validate(cls, cfg: "Config") -> None:
         if cfg.loss.rec_weight == 0 and cfg.loss.adv_weight == 0:
             raise ConfigError("G has nothing to learn: loss.rec_weight and loss.adv_weight are both 0")
+        if cfg.loss.fill != "mean":
+            try:
+                value = float(cfg.loss.fill)
+            except ValueError:
+                value = float("nan")
+            if not -1 <= value <= 1:
+                raise ConfigError(f"config key 'loss.fill' = {cfg.loss.fill!r} must be 'mean' or a number in [-1, 1]")
+
+    def fit_data(self, data: "ImageData | FolderSource") -> None:
+        """loss.fill = mean: the mean pixel per channel of the training images (a seeded sample of 4,096 for a
+        streamed folder), in [-1, 1]."""
+        if "fill" not in self.buffers:
+            return
+        images = data.images if isinstance(data, ImageData) else data.sample(4096, 0).images  # uint8 [N, C, H, W]
+        mean = images.float().mean(dim=(0, 2, 3)) / 127.5 - 1
+        self.buffers["fill"] = mean.view(1, -1, 1, 1).to(self.device)
+
+    def fill_value(self) -> torch.Tensor:
+        """The hole value of G's input, [1, C, 1, 1] in [-1, 1]."""
+        if "fill" in self.buffers:
+            return self.buffers["fill"]
+        return torch.full((1, self.cfg.data.channels, 1, 1), float(self.cfg.loss.fill), device=self.device)
 
     # --- inputs and losses ---------------------------------------------------------------------
     def make_inputs(self, batch: Batch, generator: torch.Generator) -> Batch:
@@ -83,7 +109,7 @@ class ContextEncoderFamily(ConditionalFamily):
 
     def context(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """What G sees of the image: [B, C, H, W] with the hole set to the fill value (no hole pixel leaks)."""
-        return apply_mask(image, mask, self.cfg.loss.fill)
+        return apply_mask(image, mask, self.fill_value().to(image.dtype))
 
     def reconstruction(self, pred: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Weighted masked L2 over the hole and its overlap ring (see the module docstring); scalar."""

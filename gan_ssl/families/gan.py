@@ -115,14 +115,14 @@ class GANFamily(EMAGeneratorSampling, Family):
         }
         self.phases = [Phase("D", ("D", "aux"), "D", self.phase_d, repeat=t.n_dis)]
         if loss.r1_gamma > 0:
-            self.phases.append(Phase("Dreg", ("D",), "D", self.phase_dreg, every=loss.r1_every, lazy=loss.r1_every * t.n_dis))
+            self.phases.append(Phase("Dreg", ("D",), "D", self.phase_dreg, every=loss.r1_every))
         if self.lazy_tasks and not self.fold:  # lazy self-supervision (like lazy R1): every k steps, its loss scaled by k
             k = self.aux_every
-            self.phases.append(Phase("Daux", ("D", "aux"), "D", self.phase_d_aux, every=k, lazy=k))
+            self.phases.append(Phase("Daux", ("D", "aux"), "D", self.phase_d_aux, every=k))
         if self.adv_weight > 0 or any(task.weight("g") > 0 for task in self.tasks):
             self.phases.append(Phase("G", ("G",), "G", self.phase_g, batch=False))
         if not self.fold and any(task.weight("g") > 0 for task in self.lazy_tasks):
-            self.phases.append(Phase("Gaux", ("G",), "G", self.phase_g_aux, every=self.aux_every, lazy=self.aux_every, batch=False))
+            self.phases.append(Phase("Gaux", ("G",), "G", self.phase_g_aux, every=self.aux_every, batch=False))
 
     @classmethod
     def validate(cls, cfg: "Config") -> None:
@@ -213,11 +213,12 @@ class GANFamily(EMAGeneratorSampling, Family):
         return logs
 
     def phase_dreg(self, batch: Batch | None, ctx: StepContext) -> Logs:
-        """Lazy R1: gamma / 2 * E||grad_x D(x)||^2 on reals, times the D steps this phase stands for."""
+        """Lazy R1: gamma / 2 * E||grad_x D(aug(x))||^2 on reals x (DiffAugment as in the D phase, the gradient
+        through it as StyleGAN2-ADA's), times the D steps this phase stands for."""
         assert batch is not None
         real = batch["image"].detach().requires_grad_(True)
         with ctx.autocast():
-            logits = self.D(real)
+            logits = self.D(self.augment(real))
         penalty = r1_penalty(logits.float(), real)
         lazy = self.cfg.loss.r1_every * self.cfg.train.n_dis
         loss = penalty * (self.cfg.loss.r1_gamma / 2 * lazy)

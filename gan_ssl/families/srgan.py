@@ -157,6 +157,8 @@ class SRGANFamily(ConditionalFamily):
         generator) or G_psnr (the generator at the end of pre-training)."""
         if net not in ("G", "G_psnr"):
             raise ConfigError(f"srgan has generators G and G_psnr, not {net!r}")
+        if net == "G_psnr" and self.cfg.loss.pretrain_steps == 0:
+            raise ConfigError("this run had no pre-training stage (loss.pretrain_steps=0), so G_psnr was never trained; use G")
         gen = self.G if net == "G" else self.ema_module("G_psnr")
         return gen(low_res).float().clamp(-1, 1)
 

@@ -27,6 +27,7 @@ from gan_ssl.families.base import Batch, Logs, Phase, StepContext, register_fami
 from gan_ssl.families.progressive import GrowConfig, ProgressiveFamily
 from gan_ssl.losses import d_nonsaturating, g_nonsaturating, r1_penalty
 from gan_ssl.models.pggan import upscale
+from gan_ssl.seeds import derive_seed
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
@@ -60,7 +61,7 @@ class StyleGANFamily(ProgressiveFamily):
         t, loss = cfg.train, cfg.loss
         self.phases = [Phase("D", ("D", "aux"), "D", self.phase_d, repeat=t.n_dis)]
         if loss.r1_gamma > 0:
-            self.phases.append(Phase("Dreg", ("D",), "D", self.phase_dreg, every=loss.r1_every, lazy=loss.r1_every * t.n_dis))
+            self.phases.append(Phase("Dreg", ("D",), "D", self.phase_dreg, every=loss.r1_every))
         self.phases.append(Phase("G", ("G",), "G", self.phase_g, batch=False))
 
     @classmethod
@@ -102,11 +103,12 @@ class StyleGANFamily(ProgressiveFamily):
         return logs
 
     def phase_dreg(self, batch: Batch | None, ctx: StepContext) -> Logs:
-        """Lazy R1: gamma / 2 * E||grad_x D(x)||^2 on faded reals, times the D steps this phase stands for."""
+        """Lazy R1: gamma / 2 * E||grad_x D(aug(x))||^2 on faded reals x (the gradient through DiffAugment, as
+        StyleGAN2-ADA's), times the D steps this phase stands for."""
         assert batch is not None
-        real = self.augment(self.reals(batch)).detach().requires_grad_(True)
+        real = self.reals(batch).detach().requires_grad_(True)
         with ctx.autocast():
-            logits = self.D(real, self.alpha)
+            logits = self.D(self.augment(real), self.alpha)
         penalty = r1_penalty(logits.float(), real)
         loss = penalty * (self.cfg.loss.r1_gamma / 2 * self.cfg.loss.r1_every * self.cfg.train.n_dis)
         ctx.backward(loss)
@@ -132,7 +134,7 @@ class StyleGANFamily(ProgressiveFamily):
         if mode == "none":
             return [torch.zeros(count, 1, r, r, device=self.device) for r in sides]
         total = sum(r * r for r in sides)
-        flat = torch.stack([torch.randn(total, generator=torch.Generator().manual_seed(seed * 1_000_003 + 7 + i))
+        flat = torch.stack([torch.randn(total, generator=torch.Generator().manual_seed(derive_seed(seed, "noise", i)))
                             for i in range(first, first + count)])  # [count, total]
         return [m.reshape(count, 1, r, r).to(self.device) for m, r in zip(flat.split([r * r for r in sides], dim=1), sides)]
 
@@ -145,7 +147,7 @@ class StyleGANFamily(ProgressiveFamily):
     def grid(self) -> torch.Tensor:
         """The fixed latents with fixed noise (its own generator: the grid never touches the training RNG)."""
         z = self.buffers["fixed_z"]
-        return self.synthesize(self.ema_module("G_ema").mapping(z), self._noise(0, z.shape[0], self.cfg.seed + 2, "random"))
+        return self.synthesize(self.ema_module("G_ema").mapping(z), self._noise(0, z.shape[0], derive_seed(self.cfg.seed, "grid noise"), "random"))
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, batch_size: int = 256, truncation: float = 1.0, cutoff: int | None = None,
