@@ -103,6 +103,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0 = torch's default; per process under torchrun)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)
     allow_world_change: bool = False  # resume a torchrun run with another number of processes (not an exact resume)
+    ddp_check: bool = False  # under torchrun: at every checkpoint, check that every rank holds the same parameters and
+    # buffers of every net and EMA (StyleGAN2-ADA's check_ddp_consistency); a mismatch stops the run
     tensorboard: bool = False  # also write metrics and sample grids to RUN_DIR/tensorboard (pip install tensorboard); off
     # by default: metrics.jsonl and `gan-ssl report` need no extra package
 

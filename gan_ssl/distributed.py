@@ -27,12 +27,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gan_ssl.errors import ConfigError
+from gan_ssl.errors import ConfigError, GanSslError
 from gan_ssl.layers import PlainBN
 from gan_ssl.seeds import derive_seed
 
 if TYPE_CHECKING:
     from gan_ssl.families.base import Batch, Family, Logs, Phase, StepContext
+
+
+FAILED_KEY = "gan_ssl/failed_rank"  # in torchrun's store: the first failing rank's one-line error
+
+
+class RankFailure(GanSslError):
+    """Another rank of a data-parallel run failed; its one-line error is the message."""
 
 
 def env_world_size() -> int:
@@ -93,6 +100,39 @@ class Dist:
         t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
         dist.all_reduce(t)
         return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    def differing(self, tensors: dict[str, torch.Tensor]) -> list[str]:
+        """Names of the tensors whose value on some rank differs from rank 0's (a collective; every rank passes the
+        same names in the same order). Exact comparison: data-parallel ranks must hold bit-identical copies."""
+        if not self.enabled:
+            return []
+        local = []
+        for name, t in tensors.items():
+            ref = t.detach().clone()
+            dist.broadcast(ref, src=0)
+            if not torch.equal(ref, t.detach()):
+                local.append(name)
+        return sorted({n for names in self.gather(local) for n in names})
+
+    def fail(self, error: BaseException) -> str | None:
+        """This rank stops on `error`: post its first line for the other ranks (the first rank to post wins), then
+        leave the process group at once, without close()'s barrier: the other ranks' next collective fails within
+        seconds (or torchrun stops them) instead of waiting out the 30-minute timeout. Returns the winning post,
+        "rank R: message", or None when there is no group or store."""
+        if not (self.enabled and dist.is_initialized()):
+            return None
+        line = (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
+        first = None
+        try:
+            store = dist.distributed_c10d._get_default_store()
+            first = store.compare_set(FAILED_KEY, "", f"rank {self.rank}: {line}").decode()
+        except Exception:  # the store went with a rank that hosted it: nothing to report
+            pass
+        try:
+            dist.destroy_process_group()
+        except Exception:
+            pass
+        return first or None
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():

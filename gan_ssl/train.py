@@ -34,7 +34,7 @@ from gan_ssl import checkpoint as ckpt_io, runlog
 from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, flatten, from_dict, save_yaml
 from gan_ssl.data import BatchStream, FolderSource, ImageData, open_training_data
-from gan_ssl.distributed import DataParallelPhases, Dist, rank_seed
+from gan_ssl.distributed import DataParallelPhases, Dist, RankFailure, rank_seed
 from gan_ssl.distributed import setup as setup_distributed
 from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
 from gan_ssl.seeds import derive_seed
@@ -297,6 +297,12 @@ class RunDir:
         if self.tb is not None:
             self.tb.log(record)
 
+    def remove_torn_writes(self) -> None:
+        """Delete temp files a killed checkpoint write left (checkpoints/.NAME.XXXX.tmp); the checkpoints stay whole."""
+        if self.main and self.ckpts.is_dir():
+            for tmp in self.ckpts.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
     def truncate_metrics(self, step: int) -> None:
         """Drop lines logged after `step` (written before a crash, after the last checkpoint)."""
         if not self.main or not self.metrics.exists():
@@ -419,6 +425,26 @@ def train_step(st: TrainState, meter: _Meter | None = None) -> None:
     st.step += 1
 
 
+def check_ranks_agree(st: TrainState) -> None:
+    """Every parameter and buffer of every net and EMA is bit-identical on every rank (a collective), or RuntimeError.
+    Running statistics are left out, as StyleGAN2-ADA's check leaves out its `*_avg` buffers: BatchNorm's and
+    StyleGAN's w_avg are updated by each rank from its own rows (DDP hands every rank rank 0's BatchNorm statistics
+    at the next forward; the checkpoint holds rank 0's)."""
+    fam = st.family
+    modules = {**fam.nets, **{name: ema.module for name, (_, ema) in fam.emas.items()}}
+    tensors: dict[str, torch.Tensor] = {}
+    for m, mod in modules.items():
+        for path, sub in mod.named_modules():
+            own = dict(sub.named_parameters(recurse=False))
+            if not isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+                own.update({k: v for k, v in sub.named_buffers(recurse=False) if not k.endswith("_avg")})
+            tensors.update({f"{m}.{path}.{k}".replace("..", "."): v for k, v in own.items()})
+    bad = st.dist.differing(tensors)
+    if bad:
+        raise RuntimeError(f"data-parallel ranks disagree at step {st.step} on {len(bad)} tensor(s), first {bad[0]} "
+                           "(a phase updated a net outside DDP, or a buffer is not synchronised)")
+
+
 def bundle_of(st: TrainState) -> Bundle:
     """A live view of the state's family for evaluators (EMA networks as they are now)."""
     return Bundle(st.family, st.step)
@@ -459,9 +485,14 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, progress: bool
     """
     dist, device = setup_distributed(resolve_device(cfg.train.device))
     try:
-        return _train(cfg, out_dir, resume, progress, evaluators, data, dist, device)
-    finally:
-        dist.close()
+        result = _train(cfg, out_dir, resume, progress, evaluators, data, dist, device)
+    except BaseException as e:
+        first = dist.fail(e)  # no barrier: the other ranks must not wait for this one
+        if first is not None and not first.startswith(f"rank {dist.rank}:"):
+            raise RankFailure(f"stopped because {first}") from None  # this rank's error came from another's
+        raise
+    dist.close()
+    return result
 
 
 def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evaluators: list[Evaluator] | None,
@@ -491,6 +522,7 @@ def _train(cfg: Config, out_dir: str | Path, resume: bool, progress: bool, evalu
     else:
         load_state_dict(st, saved)
         run.truncate_metrics(st.step)
+        run.remove_torn_writes()
         log.info("resumed %s at step %d", run.latest, st.step)
     if dist.enabled:
         st.ddp = DataParallelPhases(st.family, sync_bn=cfg.train.sync_bn)
@@ -526,6 +558,8 @@ def _loop(st: TrainState, run: RunDir, evaluators: list[Evaluator], progress: bo
         nonlocal last_ckpt
         ensure_finite()
         st.family.prepare_eval()
+        if t.ddp_check:
+            check_ranks_agree(st)
         last_ckpt = run.save_checkpoint(st, t.keep_ckpts)
 
     def out_of_time() -> bool:

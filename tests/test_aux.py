@@ -130,12 +130,31 @@ def test_adversarial_loss_sees_upright_images_only(protocol):
 
 
 def test_rotation_loss_weights_enter_total():
-    fam = _family("aux.rotation.d_weight=0.7", "aux.rotation.g_weight=0.3")
+    """The rotation terms, computed here by hand (4-way CE of the head over D's features of the four rotations of
+    the reals, and of the fakes), enter D's and G's losses with weights 0.7 and 0.3."""
+    fam = _family("aux.rotation.d_weight=0.7", "aux.rotation.g_weight=0.3", "aux.rotation.protocol=all", "train.precision=fp32")
+    fam.D.eval()  # spectral norm without power-iteration updates: the same D for the phase and the hand computation
+    head = fam.aux["rotation"].head
+
+    def rotation_ce(x):
+        rotated = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
+        labels = torch.arange(4).repeat_interleave(x.shape[0])
+        return torch.nn.functional.cross_entropy(head(fam.D.feature(rotated)).float(), labels)
+
     real = torch.rand(8, 1, 32, 32) * 2 - 1
     d = fam.phase_d({"image": real}, _ctx())
-    assert d["loss"].item() == pytest.approx(d["d_adv"].item() + 0.7 * d["rot_d"].item(), rel=1e-5)
+    with torch.no_grad():
+        hand = rotation_ce(real).item()
+    assert d["rot_d"].item() == pytest.approx(hand, rel=1e-5)
+    assert d["loss"].item() - d["d_adv"].item() == pytest.approx(0.7 * hand, rel=1e-4)
+    torch.manual_seed(3)
     g = fam.phase_g(None, _ctx())
-    assert g["loss"].item() == pytest.approx(g["g_adv"].item() + 0.3 * g["rot_g"].item(), rel=1e-5)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        fake = fam.G(fam.G.sample_z(8))
+        hand_g = rotation_ce(fake).item()
+    assert g["rot_g"].item() == pytest.approx(hand_g, rel=1e-4)
+    assert g["loss"].item() - g["g_adv"].item() == pytest.approx(0.3 * hand_g, rel=1e-4)
 
 
 def test_rotation_only_switches_off_both_adversarial_terms():

@@ -193,24 +193,43 @@ SMALL = {"configs/inpaint_fmnist.yaml": ["loss.pretrain_steps=0", "model.width=8
 @pytest.mark.parametrize("config", ["configs/ssgan_fmnist.yaml", "configs/pggan_fmnist.yaml", "configs/stylegan_fmnist.yaml",
                                     "configs/bigbigan_fmnist.yaml", "configs/inpaint_fmnist.yaml", "configs/sr2x_fmnist.yaml"])
 def test_diffaug_is_applied_by_every_family(config, fmnist_small, monkeypatch):
-    """With train.diffaug set, every family's D sees augmented images: count the calls of the DiffAugment op."""
+    """With train.diffaug set, every batch D sees, in every phase of a step (D on reals and fakes, G, lazy rotation
+    and R1 phases), went through DiffAugment: the op is replaced by one that shifts every pixel by +100, and hooks on
+    D's image-facing convolutions check every row they get for the shift (rotations, crops, resizing and
+    concatenations keep it)."""
     from gan_ssl import augment
     from gan_ssl.data import ImageData
-    from gan_ssl.train import build_state, train_step
+    from gan_ssl.train import build_state, run_phase
 
-    calls = {"n": 0}
-    real_translation = augment.translation
-
-    def counting(x, *a, **k):
-        calls["n"] += 1
-        return real_translation(x, *a, **k)
-
-    monkeypatch.setitem(augment.DIFFAUG_OPS, "translation", [counting])
+    monkeypatch.setitem(augment.DIFFAUG_OPS, "translation", [lambda x, *a, **k: x + 100.0])
     small = SMALL.get(config, ["model.g_width=8", "model.d_width=8"])
+    if "sr2x" in config:  # SRGAN's content loss compares D's features of SR and HR pixel by pixel: un-augmented by design
+        small = [*small, "loss.feature_weight=0"]
     cfg = resolve(config, ["train.diffaug=translation", "train.batch_size=8", "data.limit=64", "train.precision=fp32", *small])
     st = build_state(cfg, ImageData(fmnist_small.images[:64], fmnist_small.labels[:64], "fashion-mnist"))
-    train_step(st)
-    assert calls["n"] >= 2, f"{config}: D saw {calls['n']} augmented batches in one step"
+    fam, phase, seen = st.family, [""], {}
+
+    def hook(module, args):
+        rows_ok = args[0].detach().flatten(1).min(dim=1).values > 50  # every row shifted: augmented
+        seen.setdefault(phase[0], []).append(bool(rows_ok.all()))
+
+    def reads_images(m):  # a convolution with C input channels (fromRGB at every level of a progressive D)
+        w = getattr(m, "weight", None)
+        return isinstance(w, torch.Tensor) and w.ndim == 4 and w.shape[1] == cfg.data.channels
+
+    image_convs = [m for m in fam.D.modules() if reads_images(m)]
+    assert image_convs
+    for m in image_convs:
+        m.register_forward_pre_hook(hook)
+    st.sched = fam.schedule(st)
+    due = [ph for ph in fam.phases if ph.due(0, st.sched)]
+    for ph in due:
+        phase[0] = ph.name
+        run_phase(st, ph, cfg.train.batch_size)
+    expected = {ph.name for ph in due if ph.name != "G_pre"}  # the L1 pre-training phase has no D
+    assert set(seen) == expected, f"{config}: D ran in {sorted(seen)}, phases due {sorted(expected)}"
+    for name, calls in seen.items():
+        assert calls and all(calls), f"{config}: phase {name} fed D un-augmented rows ({calls})"
 
 
 @pytest.mark.parametrize("config,aux", [("configs/pggan_fmnist.yaml", "label_aug"), ("configs/bigbigan_fmnist.yaml", "contrastive"),

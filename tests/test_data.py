@@ -172,7 +172,11 @@ def test_storage_choice_and_streamed_training(tmp_path):
         open_training_data(resolve(None, ["data.storage=stream"]))
     cfg = tiny_cfg(f"data.name=folder:{root}", "data.storage=stream", "data.workers=1", "data.limit=0", "train.steps=3")
     train(cfg, tmp_path / "run", progress=False)
-    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
+    memory = tiny_cfg(f"data.name=folder:{root}", "data.storage=memory", "data.limit=0", "train.steps=3")
+    train(memory, tmp_path / "memory", progress=False)
+    from test_train import assert_same_run
+
+    assert_same_run(tmp_path / "run", tmp_path / "memory")  # streaming changes where images come from, nothing else
 
 
 def test_make_inputs_are_seeded_per_batch():

@@ -107,13 +107,60 @@ def test_two_process_run_resumes_exactly(tmp_path: Path) -> None:
     ("stylegan_fmnist.yaml", ["loss.r1_every=2"]),  # lazy R1: a double-backward phase under DDP
     ("bigbigan_fmnist.yaml", ["model.g_width=8", "model.d_width=8", "model.e_width=8"]),
     ("inpaint_fmnist.yaml", ["model.width=8", "model.d_width=8", "loss.pretrain_steps=1"]),
-], ids=["pggan", "stylegan", "bigbigan", "context_encoder"])
+    ("sr2x_fmnist.yaml", ["model.g_width=8", "model.n_blocks=2", "model.d_width=8", "loss.pretrain_steps=1"]),
+    ("ssgan_fmnist.yaml", ["model.z_dim=16", "model.g_width=8", "model.d_width=8"]),
+    ("ssgan_fmnist.yaml", ["model.z_dim=16", "model.g_width=8", "model.d_width=8", "aux.rotation.lazy=fold"]),
+    ("contrad_fmnist.yaml", ["model.z_dim=16", "model.g_width=8", "model.d_width=8"]),
+], ids=["pggan", "stylegan", "bigbigan", "context_encoder", "srgan", "gan-rotation", "gan-rotation-fold", "gan-contrad"])
 def test_every_family_trains_data_parallel(tmp_path: Path, config: str, sets: list[str]) -> None:
-    """Each family's phases run in DDP from the names they declare: the two ranks end with one set of weights."""
+    """Each family's phases run in DDP from the names they declare, and the two ranks end with one set of weights:
+    train.ddp_check compares every parameter and buffer of every net and EMA across ranks at each checkpoint
+    (steps 2 and 4) and stops the run on any difference."""
     out = tmp_path / "run"
-    _ok(_train(config, out, *sets, "train.batch_size=4", "train.steps=3", "train.ckpt_every=3", "train.sample_every=3", procs=2))
+    _ok(_train(config, out, *sets, "train.batch_size=4", "train.steps=4", "train.ckpt_every=2", "train.sample_every=4",
+               "train.ddp_check=true", procs=2))
     ck = _ckpt(out)
-    assert ck["step"] == 3 and ck["world_size"] == 2 and (out / "samples" / "step_000003.png").is_file()
+    assert ck["step"] == 4 and ck["world_size"] == 2 and (out / "samples" / "step_000004.png").is_file()
+
+
+def test_the_rank_check_finds_one_differing_element(tmp_path: Path) -> None:
+    """What train.ddp_check rests on: every rank learns which tensors differ from rank 0's, down to one element."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(ROOT / "tests" / "dist_check_helper.py"), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    _ok(subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT))
+    results = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
+    assert [r["rank"] for r in results] == [0, 1] and all(r["differ"] == ["b.bias"] for r in results)
+
+
+def test_in_training_evaluation_under_ddp(tmp_path: Path) -> None:
+    """eval.every > 0 with 2 ranks: rank 0 evaluates, every rank takes part in the collectives around it."""
+    out = tmp_path / "run"
+    _ok(_train("ssgan_fmnist.yaml", out, "model.z_dim=16", "model.g_width=8", "model.d_width=8", "train.batch_size=4",
+               "train.steps=4", "train.ckpt_every=2", "train.sample_every=4", "eval.every=2", "eval.fid=false",
+               "eval.probe_n=64", procs=2))
+    evals = [r for r in _losses(out) if "eval" in r]
+    assert [r["step"] for r in evals] == [2, 4] and all(0 <= r["eval"]["probe_acc"] <= 1 for r in evals)
+
+
+def test_one_failing_rank_stops_every_rank_within_seconds(tmp_path: Path) -> None:
+    """Rank 0 alone fails (its FID evaluator finds no Inception weights) while rank 1 waits in the loop's first
+    collective: both end within seconds (was: rank 0 stuck in close()'s barrier, rank 1 in the collective, until
+    the 30-minute timeout), and the one-line error of rank 0 is printed."""
+    import time
+
+    t0 = time.time()
+    env_home = tmp_path / "home"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "gan_ssl", "train",
+            str(ROOT / "configs" / "ssgan_fmnist.yaml"), "--out", str(tmp_path / "run"), "--quiet"]
+    for s in [*TINY, "model.z_dim=16", "model.g_width=8", "model.d_width=8", "train.batch_size=4", "train.steps=50",
+              "eval.every=10", "eval.features=inception"]:
+        args += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_HOME": str(env_home), "GAN_SSL_HOME": str(env_home)}
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=240, cwd=ROOT)
+    assert r.returncode != 0 and time.time() - t0 < 90
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert errors and "Inception weights not found" in errors[0], r.stderr[-3000:]
+    assert not (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
 
 
 def test_ranks_shard_the_global_batch(fmnist_small: ImageData) -> None:

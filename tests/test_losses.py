@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from conftest import tiny_cfg
 from gan_ssl.families import FAMILIES, StepContext
-from gan_ssl.losses import d_hinge, d_nonsaturating, g_hinge, g_nonsaturating, r1_penalty
+from gan_ssl.losses import (d_hinge, d_nonsaturating, d_relativistic_average, d_wgan, drift_penalty, g_hinge, g_nonsaturating,
+                            g_relativistic_average, g_wgan, gradient_penalty, r1_penalty)
 
 
 def test_nonsaturating_and_hinge_match_their_formulas():
@@ -54,3 +55,34 @@ def test_lazy_r1_phase_is_scaled_by_the_d_steps_it_stands_for():
         assert (g is None) == (p.grad is None)
         if g is not None:
             torch.testing.assert_close(g, p.grad)
+
+
+def test_wgan_drift_and_relativistic_losses_match_their_formulas_by_hand():
+    real, fake = [2.0, -1.0, 0.5], [-3.0, 0.2, 1.0]
+    r, f = torch.tensor(real), torch.tensor(fake)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    softplus = lambda v: float(torch.log1p(torch.exp(torch.tensor(v))))  # noqa: E731
+    assert d_wgan(r, f).item() == pytest.approx(mean(fake) - mean(real))
+    assert g_wgan(f).item() == pytest.approx(-mean(fake))
+    assert drift_penalty(r).item() == pytest.approx(mean([v * v for v in real]))
+    mr, mf = mean(real), mean(fake)
+    d_ra = mean([softplus(-(v - mf)) for v in real]) + mean([softplus(v - mr) for v in fake])
+    g_ra = mean([softplus(v - mf) for v in real]) + mean([softplus(-(v - mr)) for v in fake])
+    assert d_relativistic_average(r, f).item() == pytest.approx(d_ra, rel=1e-6)
+    assert g_relativistic_average(r, f).item() == pytest.approx(g_ra, rel=1e-6)
+
+
+def test_gradient_penalty_matches_a_critic_with_a_known_gradient():
+    """D(x) = sum(w * x) has gradient w everywhere: GP = (||w|| - 1)^2 at any interpolate; for a quadratic critic
+    D(x) = sum(x^2) the gradient 2 x_hat is taken at x_hat = real + u (fake - real)."""
+    w = torch.randn(1, 1, 4, 4)
+    real, fake, u = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4), torch.rand(3, 1, 1, 1)
+    gp = gradient_penalty(lambda x: (x * w).flatten(1).sum(1), real, fake, u)
+    assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+    gp2 = gradient_penalty(lambda x: x.square().flatten(1).sum(1), real, fake, u)
+    x_hat = real + u * (fake - real)
+    by_hand = ((2 * x_hat).flatten(1).norm(dim=1) - 1).square().mean()
+    assert gp2.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    w_param = torch.nn.Parameter(w.clone())
+    gradient_penalty(lambda x: (x * w_param).flatten(1).sum(1), real, fake, u).backward()  # differentiable: GP trains D
+    torch.testing.assert_close(w_param.grad, 2 * (w.norm() - 1) * w / w.norm())

@@ -129,12 +129,22 @@ def test_tensorboard_mirrors_metrics_and_grids(tb_run: Path) -> None:
     assert (grids[-1].width, grids[-1].height) == png.size
 
 
-def test_tensorboard_may_change_on_resume() -> None:
+def test_tensorboard_may_change_on_resume(tmp_path: Path) -> None:
+    """A run trained without train.tensorboard resumes with it on (and mirrors only the steps after the resume);
+    a key that may not change is still refused."""
     from conftest import tiny_cfg
 
-    from gan_ssl.train import check_resume_compatible
+    from gan_ssl.errors import ConfigError
+    from gan_ssl.train import check_resume_compatible, train
 
-    check_resume_compatible(tiny_cfg("train.tensorboard=true"), tiny_cfg().to_dict())  # no error
+    check_resume_compatible(tiny_cfg("train.tensorboard=true"), tiny_cfg().to_dict())
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        check_resume_compatible(tiny_cfg("train.tensorboard=true", "train.batch_size=4"), tiny_cfg().to_dict())
+    run = tmp_path / "run"
+    train(tiny_cfg("train.steps=2"), run, progress=False)
+    assert not (run / "tensorboard").exists()
+    train(tiny_cfg("train.steps=4", "train.tensorboard=true"), run, resume=True, progress=False)
+    assert any((run / "tensorboard").iterdir())
 
 
 def test_tensorboard_without_the_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
