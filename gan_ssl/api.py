@@ -18,7 +18,7 @@ from gan_ssl import checkpoint as ckpt_io
 from gan_ssl import runlog
 from gan_ssl.bundle import Bundle
 from gan_ssl.config import Config, from_dict
-from gan_ssl.errors import CheckpointError
+from gan_ssl.errors import CheckpointError, ConfigError
 from gan_ssl.families import FAMILIES, Family
 from gan_ssl.report import write_report  # noqa: F401  (the run report, also `gan-ssl report`)
 
@@ -82,6 +82,10 @@ def save_images(images: torch.Tensor, out: str | Path) -> Path:
     from PIL import Image
 
     out = Path(out)
+    if out.suffix == ".npy" and out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a path ending in .npy for one array, or a folder for PNGs")
+    if out.suffix != ".npy" and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for PNGs or a path ending in .npy")
     if out.suffix == ".npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, images.numpy())

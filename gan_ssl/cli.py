@@ -13,6 +13,9 @@ import click
 from gan_ssl.errors import GanSslError
 
 
+SEED_MAX = 2**63 - 2  # torch generators take 64-bit seeds; --style-mix also uses seed + 1
+
+
 def _fail(msg: str) -> None:
     click.echo(f"error: {msg}", err=True)
     sys.exit(2)
@@ -40,6 +43,8 @@ class _Group(click.Group):
             _fail(str(e))
         except FileNotFoundError as e:
             _fail(f"file not found: {e.filename or e}")
+        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:  # a path the user gave
+            _fail(f"cannot use {e.filename or ''}: {e.strerror or type(e).__name__}")
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -121,7 +126,7 @@ def train(config: str, overrides: tuple[str, ...], out_dir: str | None, resume: 
 @click.argument("ckpt", type=click.Path())
 @click.option("--n", "n", type=click.IntRange(1), default=64, help="Number of images.")
 @click.option("--out", "out", type=click.Path(), required=True, help="A folder for PNGs, or a file ending in .npy (uint8 N x C x H x W).")
-@click.option("--seed", type=click.IntRange(0), default=0, help="Latent seed: the same seed gives the same images.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, help="Latent seed: the same seed gives the same images.")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
 @click.option("--truncation", "psi", type=float, default=None, metavar="PSI",
               help="Truncation psi (stylegan): w = w_avg + PSI (w - w_avg); 1 = off, 0 = the average image.")
@@ -195,7 +200,9 @@ def info(ckpt: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="HTML file [default: RUN_DIR/report.html].")
-def report(run_dir: str, out: str | None) -> None:
+@click.option("--embedding", type=click.IntRange(0, 20000), default=2000,
+              help="Test images in the t-SNE picture of the representation (0 = no picture).")
+def report(run_dir: str, out: str | None, embedding: int) -> None:
     """Write one self-contained HTML page of a run: curves, evaluations, throughput, sample grids, config, hardware.
 
     \b
@@ -205,7 +212,7 @@ def report(run_dir: str, out: str | None) -> None:
     """
     from gan_ssl import api
 
-    click.echo(f"report: {api.write_report(run_dir, out)}")
+    click.echo(f"report: {api.write_report(run_dir, out, embedding)}")
 
 
 @cli.command()
@@ -237,7 +244,7 @@ def export(ckpt: str, fmt: str, out: str, force: bool, as_json: bool) -> None:
 @click.option("--isc", is_flag=True, help="Also the Inception Score of INPUT1 (with --features inception it is the standard ISC).")
 @click.option("--n", "n", type=click.IntRange(1), default=10000, help="Images sampled from a checkpoint input.")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
-@click.option("--seed", type=click.IntRange(0), default=0, help="Latent seed for checkpoint inputs.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, help="Latent seed for checkpoint inputs.")
 @click.option("--repeats", type=click.IntRange(1, 1000), default=1, help="Checkpoint inputs: K sample seeds (--seed, --seed + 1, ...); "
               "each metric per seed, then mean and sample std (ddof=1).")
 @click.option("--kid-subset-size", type=click.IntRange(2), default=1000, help="KID subset size; each input needs this many images.")
@@ -288,7 +295,7 @@ def evaluator() -> None:
 @click.option("--batch-size", type=click.IntRange(2), default=128)
 @click.option("--width", type=click.IntRange(1), default=16, help="Channels of the first conv block (then 2x, 4x).")
 @click.option("--feature-dim", type=click.IntRange(1), default=128, help="Size of the feature layer FID uses.")
-@click.option("--seed", type=click.IntRange(0), default=0)
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0)
 @click.option("--limit", type=click.IntRange(0), default=0, help="Use only the first N train and test images (0 = all).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file [default: $GAN_SSL_HOME/evaluators/<data>-cnn.pt].")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, help="torch intra-op threads (0 = torch's default).")
@@ -339,7 +346,7 @@ def evaluator_info(features: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("ckpt", type=click.Path())
-@click.option("--data", "spec", required=True, help="Dataset spec: fashion-mnist, mnist, cifar10, folder:PATH.")
+@click.option("--data", "spec", required=True, help="Dataset spec: fashion-mnist, mnist, cifar10, digits (scikit-learn's, offline), folder:PATH.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train")
 @click.option("--net", default=None, help="Network to read features from (D, encoder, ...) [default: the family's first].")
 @click.option("--layers", default="all", help="Comma-separated layers (D: block1,...,penultimate; encoder: stage1,...,pool,bn_crelu) or 'all' (every block or stage; an unknown name lists the known ones).")
@@ -348,16 +355,18 @@ def evaluator_info(features: str, as_json: bool) -> None:
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Feature file (.pt, loads with weights_only=True).")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Only the first N images (0 = all).")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Also a t-SNE picture of the features, coloured by class (PNG).")
 @_compute_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def features(ckpt: str, spec: str, split: str, net: str | None, layers: str, pool: str, grid: int, out: str, limit: int, batch_size: int,
-             device: str, threads: int, quiet: bool) -> None:
+             plot: str | None, device: str, threads: int, quiet: bool) -> None:
     """Export frozen features of a checkpoint's network (D, or an encoder) on a dataset split (pooled per layer, concatenated).
 
     \b
     Examples:
       gan-ssl features runs/ssgan --data fashion-mnist --split train --out train_feats.pt
       gan-ssl features runs/ssgan --data fashion-mnist --split test --layers block3,block4 --pool avg --out test_feats.pt
+      gan-ssl features runs/ssgan --data fashion-mnist --split test --out test_feats.pt --plot tsne.png
     """
     from gan_ssl import features as fe
 
@@ -365,6 +374,14 @@ def features(ckpt: str, spec: str, split: str, net: str | None, layers: str, poo
     fs = fe.export(ckpt, spec, split, layers, pool, grid, out, batch_size, _device(device), limit, progress=not quiet, net=net)
     dims = ", ".join(f"{n} {d}" for n, d in zip(fs["layers"], fs["layer_dims"]))
     click.echo(f"wrote features {tuple(fs['features'].shape)} ({dims}; pool {pool}) of {spec}:{split} to {out}")
+    if plot:
+        from gan_ssl.config import from_dict
+        from gan_ssl.embedding import plot_embedding, tsne_2d
+
+        xy, rows = tsne_2d(fs["features"])
+        data = fe.load_data(from_dict(fs["config"]) if fs.get("config") else from_dict({}), spec, split, limit)
+        title = f"t-SNE of {fs.get('net') or 'D'} features ({len(rows)} {spec}:{split} images), step {fs.get('step', 0)}"
+        click.echo(f"wrote {plot_embedding(xy, fs['labels'].numpy()[rows], data.classes, plot, title)}")
 
 
 @cli.command()
@@ -376,29 +393,32 @@ def features(ckpt: str, spec: str, split: str, net: str | None, layers: str, poo
               help="Also probe raw pixels / the same network with random weights (repeatable; random-d is an alias of random).")
 @click.option("--net", default=None, help="Network to probe when SOURCE is a checkpoint (D, encoder, ...) [default: the family's first].")
 @click.option("--test-features", type=click.Path(dir_okay=False), default=None, help="Test feature file, when SOURCE is a train feature file.")
-@click.option("--layers", default="all", help="Layers of the network when SOURCE is a checkpoint (see `features`).")
+@click.option("--layers", default="all", help="Layers of the network when SOURCE is a checkpoint (see `features`); "
+              "'each': also one row per layer, probed on its own.")
 @click.option("--pool", type=click.Choice(["avg", "max", "avgmax"]), default="avgmax")
 @click.option("--grid", type=click.IntRange(1, 8), default=1, help="Pool over a KxK grid (1 = global).")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Only the first N train and N test images (0 = all).")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
+@click.option("--knn", is_flag=True, help="Also weighted kNN (cosine, k = 20 and 200, T = 0.07; Wu et al. 2018) on the same labels.")
 @_compute_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def probe(source: str, spec: str, fractions: str, seeds: int, baselines: tuple[str, ...], net: str | None, test_features: str | None,
-          layers: str, pool: str, grid: int, limit: int, batch_size: int, device: str, threads: int, as_json: bool, quiet: bool) -> None:
+          layers: str, pool: str, grid: int, limit: int, batch_size: int, knn: bool, device: str, threads: int, as_json: bool,
+          quiet: bool) -> None:
     """Linear probe (logistic regression, L2 chosen on a validation split of the training labels) of a
     checkpoint's frozen network (D, an encoder), or of exported features; test top-1 mean ± std per label fraction.
 
     \b
     Examples:
-      gan-ssl probe runs/ssgan --data fashion-mnist --baseline pixels --baseline random-d
+      gan-ssl probe runs/ssgan --data fashion-mnist --baseline pixels --baseline random-d --knn
       gan-ssl probe train_feats.pt --test-features test_feats.pt --data fashion-mnist --label-fraction 0.01 --json
     """
     from gan_ssl import probe as pr
 
     _threads(threads)
     r = pr.probe(source, spec, pr.parse_fractions(fractions), seeds, baselines, test_features, layers, pool, grid,
-                 batch_size, _device(device), limit, progress=not quiet, net=net)
+                 batch_size, _device(device), limit, progress=not quiet, net=net, knn=knn)
     _emit(r, as_json, pr.format_table)
 
 
@@ -406,10 +426,10 @@ def probe(source: str, spec: str, fractions: str, seeds: int, baselines: tuple[s
 
 @cli.command()
 @click.argument("ckpt", type=click.Path())
-@click.option("--data", "spec", required=True, help="Dataset spec: fashion-mnist, mnist, cifar10, folder:PATH.")
+@click.option("--data", "spec", required=True, help="Dataset spec: fashion-mnist, mnist, cifar10, digits (scikit-learn's, offline), folder:PATH.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test")
 @click.option("--n", "n", type=click.IntRange(1, 1024), default=16, help="Images to reconstruct (a seeded random draw).")
-@click.option("--seed", type=click.IntRange(0), default=0, help="Which images and which draw of z: the same seed gives the same grid.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, help="Which images and which draw of z: the same seed gives the same grid.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="PNG grid: each image next to G(E(x)).")
 @click.option("--no-ema", is_flag=True, help="Use the trained G instead of its EMA.")
 @click.option("--mean", is_flag=True, help="z = E's mean instead of a draw mu + sigma * eps (eps from --seed).")
@@ -434,6 +454,7 @@ def reconstruct(ckpt: str, spec: str, split: str, n: int, seed: int, out: str, n
 
 
 from gan_ssl import cli_pretext  # noqa: E402,F401  (registers inpaint, super-resolve, eval-inpaint, eval-sr)
+from gan_ssl import cli_eval  # noqa: E402,F401  (registers finetune, classify)
 
 
 def main() -> None:

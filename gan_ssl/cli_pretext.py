@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gan_ssl.cli import _compute_options, _device, _emit, _threads, cli
+from gan_ssl.cli import SEED_MAX, _compute_options, _device, _emit, _threads, cli
 
 
 @cli.command()
@@ -12,7 +12,7 @@ from gan_ssl.cli import _compute_options, _device, _emit, _threads, cli
 @click.option("--input", "source", required=True, help="An image, a folder of images, an .npy (uint8) or a dataset spec (fashion-mnist:test).")
 @click.option("--mask", type=click.Choice(["center", "blocks", "region", "mixed"]), default="center", help="Holes to cut (one per image, seeded).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Folder for masked/, completed/, mask/ and grid.png.")
-@click.option("--seed", type=click.IntRange(0), default=0, help="Mask seed.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, help="Mask seed.")
 @click.option("--limit", type=click.IntRange(0), default=64, help="Images read from a folder or dataset spec (0 = all).")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
 @_compute_options
@@ -63,7 +63,7 @@ def super_resolve(ckpt: str, source: str, out: str, degrade: bool, net: str, lim
 @click.option("--mask", type=click.Choice(["center", "blocks", "region", "mixed"]), default="center", help="Holes (the same for every method).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test")
 @click.option("--n", "n", type=click.IntRange(0), default=0, help="Evaluation images (0 = the whole split).")
-@click.option("--seed", type=click.IntRange(0), default=0, help="Mask seed.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, help="Mask seed.")
 @click.option("--nn-database", type=click.IntRange(0), default=0, help="Training images the nearest-neighbour fill searches (0 = all).")
 @click.option("--batch-size", type=click.IntRange(1), default=256)
 @_compute_options

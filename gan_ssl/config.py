@@ -264,6 +264,10 @@ def validate(cfg: Config) -> Config:
     check_ranges(cfg, _RANGES, _CHOICES)
     if cfg.train.device not in ("cpu", "mps") and not cfg.train.device.startswith("cuda"):
         raise ConfigError(f"config key 'train.device' = {cfg.train.device!r} must be cpu, cuda, cuda:N or mps")
+    if not math.isfinite(cfg.data.subset):
+        raise ConfigError(f"config key 'data.subset' = {cfg.data.subset!r} must be a finite count or fraction")
+    if cfg.data.channels not in (1, 3):
+        raise ConfigError(f"config key 'data.channels' = {cfg.data.channels} must be 1 (greyscale) or 3 (RGB)")
     if cfg.data.subset >= 1 and cfg.data.subset != int(cfg.data.subset):
         raise ConfigError(f"config key 'data.subset' = {cfg.data.subset:g} must be a whole count of images (>= 1) or a fraction (< 1)")
     from gan_ssl.families import FAMILIES

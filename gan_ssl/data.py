@@ -89,8 +89,8 @@ def parse_spec(spec: str, split: str | None = None) -> tuple[str, str | None, st
         return "folder", path, split or "train"
     name, _, sp = spec.partition(":")
     split = split or sp or "train"
-    if name not in ("fashion-mnist", "mnist", "cifar10"):
-        raise DataError(f"unknown dataset {spec!r}; use fashion-mnist, mnist, cifar10 or folder:PATH")
+    if name not in ("fashion-mnist", "mnist", "cifar10", "digits"):
+        raise DataError(f"unknown dataset {spec!r}; use fashion-mnist, mnist, cifar10, digits or folder:PATH")
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r} in {spec!r}; use train or test")
     return name, None, split
@@ -199,13 +199,30 @@ def _load_cifar10(split: str, root: str) -> ImageData:
                         # CIFAR-10's official python format is a pickle of numpy arrays (torchvision reads it the same way)
                         with open(d / fn, "rb") as f:
                             entry = pickle.load(f, encoding="latin1")
-                    except (OSError, pickle.UnpicklingError, EOFError) as e:
-                        raise DataError(f"cannot read CIFAR-10 file {d / fn}: {e}") from None
-                    xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                    ys.append(np.asarray(entry["labels"], dtype=np.int64))
+                        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                        ys.append(np.asarray(entry["labels"], dtype=np.int64))
+                    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, KeyError, TypeError,
+                            ValueError, IndexError) as e:
+                        raise DataError(f"{d / fn} is not a CIFAR-10 python batch: {type(e).__name__}: {str(e)[:150]}") from None
                 classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
                 return ImageData(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), "cifar10", classes)
     raise DataError("cifar10 not found: put torchvision's cifar-10-batches-py folder in data.root, $GAN_SSL_DATA or " f"{data_home()}")
+
+
+def _load_digits(split: str) -> ImageData:
+    """scikit-learn's bundled handwritten digits (UCI optdigits test set: 1,797 8x8 images, 17 grey levels), offline:
+    a fixed stratified two-thirds / one-third train / test split (seed 0). A small transfer target, e.g. for a
+    Fashion-MNIST D; images are upsampled to the resolution asked for."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(np.round(d.images * (255 / 16)).astype(np.uint8))[:, None]  # [1797, 1, 8, 8]
+    y = torch.from_numpy(d.target.astype(np.int64))
+    rng = np.random.default_rng(0)
+    test = np.sort(np.concatenate([rng.permutation(np.flatnonzero(d.target == c))[: int(np.sum(d.target == c)) // 3]
+                                   for c in range(10)]))
+    rows = torch.from_numpy(test if split == "test" else np.setdiff1d(np.arange(len(y)), test))
+    return ImageData(x[rows], y[rows], "digits", [str(c) for c in range(10)])
 
 
 def _read_image(path: Path, channels: int) -> torch.Tensor:
@@ -215,7 +232,7 @@ def _read_image(path: Path, channels: int) -> torch.Tensor:
         with Image.open(path) as im:
             im = im.convert("L" if channels == 1 else "RGB")
             arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
     t = torch.from_numpy(arr.copy())
     return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)  # [C, H, W]
@@ -286,6 +303,8 @@ def load_images(spec: str, split: str | None = None, resolution: int = 32, chann
         data = _load_folder(path, split, channels, resolution)
     elif name == "cifar10":
         data = _load_cifar10(split, root)
+    elif name == "digits":
+        data = _load_digits(split)
     else:
         data = _load_mnist_like(name, split, root)
     if limit:

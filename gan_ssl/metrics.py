@@ -205,10 +205,13 @@ class FileImages(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
-        with Image.open(self.files[i]) as im:
-            arr = np.asarray(im.convert(self.mode), dtype=np.uint8)
+        try:  # the headers were read up front; a file truncated past its header fails only here
+            with Image.open(self.files[i]) as im:
+                arr = np.asarray(im.convert(self.mode), dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise DataError(f"cannot read image {self.files[i]}: {type(e).__name__}: {str(e)[:120]}") from None
         t = torch.from_numpy(arr.copy())
         return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
 
@@ -246,7 +249,7 @@ def _folder_input(path: Path, ext: Extractor) -> MetricInput:
         try:
             with Image.open(f) as im:
                 size, mode = im.size, im.mode
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise DataError(f"cannot read image {f}: {type(e).__name__}: {str(e)[:120]}") from None
         sizes.setdefault(size, f)
         chans.setdefault(1 if mode in _GREY_MODES else 3, f)
@@ -263,8 +266,10 @@ def _folder_input(path: Path, ext: Extractor) -> MetricInput:
 def _npy_input(path: Path, ext: Extractor) -> MetricInput:
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {path} as a numpy array: {str(e)[:150]}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"cannot read {path} as a numpy array: {str(e)[:150] or type(e).__name__}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive under an .npy name
+        raise DataError(f"{path} is an .npz archive, not one array; save the images with np.save")
     if arr.dtype != np.uint8:
         raise DataError(f"{path} holds {arr.dtype} values; images must be uint8 in [0, 255] "
                         "(e.g. np.round((x + 1) * 127.5).clip(0, 255).astype(np.uint8) for [-1, 1] floats)")
@@ -442,6 +447,9 @@ def compute(input1: Any, input2: Any = None, features: str = DEFAULTS["features"
         if small:
             raise DataError(f"KID draws subsets of {kid_subset_size} images but {small[0].label} has only {small[0].n}; "
                             f"lower --kid-subset-size (to at most {min(i.n for i in inputs)}) or use more images")
+    if fid and min(i.n for i in inputs) < 2:
+        raise DataError(f"FID needs at least 2 images per input (a covariance); {min(inputs, key=lambda i: i.n).label} has "
+                        f"{min(i.n for i in inputs)}")
     if prc and min(i.n for i in inputs) < 5:
         raise DataError("precision/recall needs at least 5 images per input (k = 3 nearest neighbours)")
     if isc and in1.n < 10:

@@ -48,8 +48,13 @@ def read_images(source: str | Path, channels: int, resolution: int | None = None
     (`fashion-mnist:test`); `resolution` fits dataset specs, files and folders to that size when given."""
     p = Path(str(source)).expanduser()
     if p.is_file() and p.suffix.lower() == ".npy":
-        arr = np.load(p, allow_pickle=False)
-        if arr.dtype != np.uint8 or arr.ndim not in (3, 4):
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise DataError(f"cannot read {p} as a numpy array: {str(e)[:150] or type(e).__name__}") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim not in (3, 4) or len(arr) == 0:
+            if not isinstance(arr, np.ndarray):
+                raise DataError(f"{p} is an .npz archive, not one array; save the images with np.save")
             raise DataError(f"{p} must hold uint8 images [N, C, H, W] or [N, H, W], got {arr.dtype} {arr.shape}")
         x = torch.from_numpy(np.ascontiguousarray(arr if arr.ndim == 4 else arr[:, None]))
     elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
@@ -69,7 +74,7 @@ def read_images(source: str | Path, channels: int, resolution: int | None = None
         x = load_images(str(source), None, resolution or 32, channels, limit=limit).images
     if x.shape[1] != channels:
         raise DataError(f"{source}: images have {x.shape[1]} channels, the model takes {channels}")
-    if resolution and x.shape[-1] != resolution:
+    if resolution and tuple(x.shape[-2:]) != (resolution, resolution):
         x = fit_resolution(x, resolution)
     return x[: limit or None]
 
@@ -233,6 +238,9 @@ def eval_sr(ckpt: str | Path, split: str = DEFAULTS["split"], n: int = DEFAULTS[
 
     t0 = time.perf_counter()
     b = _bundle(ckpt, "srgan", device)
+    if (lpips or lpips_weights) and b.cfg.data.resolution - 2 * b.family.scale < 16:
+        raise ConfigError(f"LPIPS (VGG-16) needs images of at least 16 px after the {b.family.scale}-px border crop; these are "
+                          f"{b.cfg.data.resolution - 2 * b.family.scale} px: leave out --lpips")
     lp = im.LPIPS(lpips_weights).to(b.device) if lpips or lpips_weights else None  # fails fast when the trunk is missing
     fam, s, loss = b.family, b.family.scale, b.cfg.loss
     x = _eval_data(b, split, n)

@@ -131,10 +131,12 @@ def probe_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndar
 
 
 def run_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-              fractions: tuple[float, ...] = FRACTIONS, seeds: int = SEEDS, progress: bool = False, desc: str = "probe") -> dict[str, Any]:
-    """Probe accuracy per label fraction. train_x [N, F], train_y [N], test_x [M, F], test_y [M].
+              fractions: tuple[float, ...] = FRACTIONS, seeds: int = SEEDS, progress: bool = False, desc: str = "probe",
+              knn: bool = False) -> dict[str, Any]:
+    """Probe accuracy per label fraction. train_x [N, F], train_y [N], test_x [M, F], test_y [M]. With `knn`, also
+    the weighted kNN classifier (gan_ssl.knn) on the same labelled subsets.
 
-    Returns {dim, fractions: {"0.01": {n_labels, mean, std, accs, l2, val_acc}, ...}, seconds}.
+    Returns {dim, fractions: {"0.01": {n_labels, mean, std, accs, l2, val_acc}, ...}, [knn: {"k20": {...}, ...}], seconds}.
     """
     X, y = _as_numpy(train_x, train_y, "training")
     Xt, yt = _as_numpy(test_x, test_y, "test")
@@ -155,7 +157,13 @@ def run_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
         out[_key(f)] = {"n_labels": runs[f][0]["n_labels"], "mean": float(np.mean(accs)),
                         "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0, "accs": accs,
                         "l2": [r["l2"] for r in runs[f]], "val_acc": [r["val_acc"] for r in runs[f]]}
-    return {"dim": int(X.shape[1]), "fractions": out, "seconds": round(time.perf_counter() - t0, 2)}
+    result = {"dim": int(X.shape[1]), "fractions": out}
+    if knn:
+        from gan_ssl.knn import run_knn
+
+        subsets = {_key(f): [r["subset"] for r in runs[f]] for f in fractions}
+        result["knn"] = run_knn(torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(Xt), torch.from_numpy(yt), subsets)
+    return {**result, "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _key(f: float) -> str:
@@ -192,11 +200,13 @@ def _check_labels(fs: dict[str, Any], data: ImageData, path: str) -> None:
 def probe(source: str | Path, spec: str, fractions: tuple[float, ...] = FRACTIONS, seeds: int = SEEDS,
           baselines: tuple[str, ...] = (), test_features: str | Path | None = None, layers: str | None = None,
           pool: str = fe.DEFAULT_POOL, grid: int = fe.DEFAULT_GRID, batch_size: int = fe.DEFAULT_BATCH, device: str = "cpu",
-          limit: int = 0, progress: bool = False, net: str | None = None) -> dict[str, Any]:
+          limit: int = 0, progress: bool = False, net: str | None = None, knn: bool = False) -> dict[str, Any]:
     """Probe a checkpoint's network (`net`: D, an encoder; default the family's first) or a train feature file
     plus `test_features`, and the chosen baselines, on one set of splits.
 
     Rows are named by the network ("D", "encoder"), "pixels" and "random <net>" (the same architecture, random init).
+    `layers="each"`: every layer of the network is also probed on its own, one row per layer ("D block1", ...), after
+    the row of all layers together (where the representation lives, as the SSL survey's Conv1-Conv5 tables).
     Returns {source, data, n_train, n_test, seeds, l2_grid, val_fraction, rows: {name: {dim, fractions, ...}}, seconds}.
     """
     baselines = tuple(BASELINE_ALIASES.get(b, b) for b in baselines)
@@ -206,6 +216,9 @@ def probe(source: str | Path, spec: str, fractions: tuple[float, ...] = FRACTION
     t0 = time.perf_counter()
     name, _, _ = parse_spec(spec)
     rows: dict[str, Any] = {}
+    each = layers == "each"
+    layers = fe.DEFAULT_LAYERS if each else layers
+    dims: list[int] = []
     if fe.is_feature_file(source):
         if test_features is None:
             raise ConfigError(f"{source} is a feature file: also pass --test-features (export it with `gan-ssl features CKPT --data {spec} --split test --out test.pt`)")
@@ -220,7 +233,7 @@ def probe(source: str | Path, spec: str, fractions: tuple[float, ...] = FRACTION
         test_data = fe.load_data(cfg, spec, "test", limit or len(te["labels"]))
         _check_labels(tr, train_data, str(source))
         _check_labels(te, test_data, str(test_features))
-        layers, pool, grid = tr["layers"], tr["pool"], int(tr.get("grid", 1))
+        layers, pool, grid, dims = tr["layers"], tr["pool"], int(tr.get("grid", 1)), list(tr.get("layer_dims", []))
         net = tr.get("net") or net or "D"
         main = {"train": tr["features"], "test": te["features"], "meta": {k: tr[k] for k in ("checkpoint", "checkpoint_sha256", "step", "layers", "pool")}}
     else:
@@ -228,19 +241,27 @@ def probe(source: str | Path, spec: str, fractions: tuple[float, ...] = FRACTION
         net = rep.name
         train_data = fe.load_data(cfg, spec, "train", limit)
         test_data = fe.load_data(cfg, spec, "test", limit)
-        a, names, _ = fe.representation_features(rep, train_data, layers, pool, grid, batch_size, device, progress, f"{net} features train")
+        a, names, dims = fe.representation_features(rep, train_data, layers, pool, grid, batch_size, device, progress, f"{net} features train")
         b, _, _ = fe.representation_features(rep, test_data, names, pool, grid, batch_size, device, progress, f"{net} features test")
         layers = names
         main = {"train": a, "test": b, "meta": {**meta, "layers": names, "pool": pool}}
     y, yt = train_data.labels, test_data.labels
-    rows[net] = {**main["meta"], "grid": grid, **run_probe(main["train"], y, main["test"], yt, fractions, seeds, progress, f"probe {net}")}
+    rows[net] = {**main["meta"], "grid": grid, **run_probe(main["train"], y, main["test"], yt, fractions, seeds, progress, f"probe {net}", knn)}
+    if each:
+        if len(dims) != len(layers):
+            raise ConfigError(f"{source} does not record its layers' widths; export the features again to probe each layer")
+        lo = 0
+        for layer, d in zip(layers, dims):
+            rows[f"{net} {layer}"] = {"layer": layer, **run_probe(main["train"][:, lo : lo + d], y, main["test"][:, lo : lo + d], yt,
+                                                                   fractions, seeds, progress, f"probe {net} {layer}", knn)}
+            lo += d
     if "pixels" in baselines:
-        rows["pixels"] = run_probe(fe.pixel_features(train_data), y, fe.pixel_features(test_data), yt, fractions, seeds, progress, "probe pixels")
+        rows["pixels"] = run_probe(fe.pixel_features(train_data), y, fe.pixel_features(test_data), yt, fractions, seeds, progress, "probe pixels", knn)
     if "random" in baselines:
         R = fe.random_representation(cfg, net, seed=0, device=device)
         a, names, _ = fe.representation_features(R, train_data, layers, pool, grid, batch_size, device, progress, f"random {R.name} train")
         b, _, _ = fe.representation_features(R, test_data, names, pool, grid, batch_size, device, progress, f"random {R.name} test")
-        rows[f"random {R.name}"] = {"init_seed": 0, "net": R.name, **run_probe(a, y, b, yt, fractions, seeds, progress, f"probe random {R.name}")}
+        rows[f"random {R.name}"] = {"init_seed": 0, "net": R.name, **run_probe(a, y, b, yt, fractions, seeds, progress, f"probe random {R.name}", knn)}
     return {"source": str(source), "data": name, "n_train": len(train_data), "n_test": len(test_data), "seeds": seeds,
             "l2_grid": list(L2_GRID), "val_fraction": VAL_FRACTION, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -249,11 +270,16 @@ def format_table(result: dict[str, Any]) -> str:
     """Test top-1 (mean ± std over seeds, %) per label fraction, one row per feature source."""
     rows = result["rows"]
     fracs = list(next(iter(rows.values()))["fractions"])
-    head = f"{'features':<14}{'dim':>6}" + "".join(f"{f'{float(f):.0%} labels':>18}" for f in fracs)
+    head = f"{'features':<18}{'dim':>6}" + "".join(f"{f'{float(f):.0%} labels':>18}" for f in fracs)
     lines = [f"linear probe on {result['data']} ({result['n_train']} train / {result['n_test']} test, {result['seeds']} seeds)", head]
     for name, r in rows.items():
         cells = "".join(f"{100 * c['mean']:>11.2f} ± {100 * c['std']:<4.2f}" for c in r["fractions"].values())
-        lines.append(f"{name:<14}{r['dim']:>6}{cells}")
+        lines.append(f"{name:<18}{r['dim']:>6}{cells}")
+        for k, knn_cells in r.get("knn", {}).items():  # weighted kNN on the same labels (the same columns)
+            cells = "".join(f"{100 * c['mean']:>11.2f} ± {100 * c['std']:<4.2f}" for c in knn_cells.values())
+            lines.append(f"{'  kNN ' + k[1:]:<18}{'':>6}{cells}")
+    if any("knn" in r for r in rows.values()):
+        lines.append("kNN rows: weighted k-nearest neighbours (cosine similarity, weights exp(sim / 0.07)) on the same labelled images")
     n_labels = next(iter(rows.values()))["fractions"]
     lines.append("labels per fraction: " + ", ".join(f"{f}: {c['n_labels']}" for f, c in n_labels.items()) + f"  ({result['seconds']} s)")
     return "\n".join(lines)

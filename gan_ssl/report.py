@@ -158,8 +158,38 @@ def _img(uri: str, alt: str) -> str:
     return f'<img src="{uri}" alt="{html.escape(alt)}">'
 
 
-def render(run_dir: Path) -> str:
-    """The report page of a run directory, as one HTML string."""
+EMBEDDING_N = 2000  # test images in the report's t-SNE picture (about 10 s on 2 cores)
+
+
+def embedding_section(run_dir: Path, n: int = EMBEDDING_N) -> str:
+    """A t-SNE picture of the run's representation (D, or the family's first network) of n test images of its
+    dataset, coloured by class (gan_ssl.embedding), as HTML; a note instead when there is nothing to draw."""
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    if n <= 0:
+        return '<p class="note">off (--embedding 0)</p>'
+    if not ckpt.is_file():
+        return '<p class="note">no checkpoints/latest.pt</p>'
+    from gan_ssl import features as fe  # the report reads files only unless it draws this picture
+    from gan_ssl.embedding import plot_embedding, tsne_2d
+
+    rep, cfg, meta = fe.load_representation(ckpt)
+    try:
+        data = fe.load_data(cfg, cfg.data.name, "test", n)
+    except DataError as e:
+        return f'<p class="note">no test split to draw: {html.escape(str(e))}</p>'
+    if not data.has_labels:
+        return '<p class="note">the test images have no labels to colour by</p>'
+    feats, _, _ = fe.representation_features(rep, data)
+    xy, rows = tsne_2d(feats, seed=0, max_points=n)
+    buf = io.BytesIO()
+    title = f"t-SNE of {rep.name} features, {len(rows)} {cfg.data.name} test images, step {meta['step']}"
+    plot_embedding(xy, data.labels.numpy()[rows], data.classes, buf, title)
+    return (_img(_png_uri(buf.getvalue()), title) + '<p class="note">every block of the network, avg+max pooled (the probe\'s '
+            "features); t-SNE keeps neighbourhoods, not the distances between clusters</p>")
+
+
+def render(run_dir: Path, embedding: int = EMBEDDING_N) -> str:
+    """The report page of a run directory, as one HTML string (`embedding`: test images in the t-SNE picture, 0 = none)."""
     train, evals = read_metrics(run_dir / "metrics.jsonl")
     parts: list[str] = []
 
@@ -194,6 +224,8 @@ def render(run_dir: Path) -> str:
     section("Sample grids (fixed inputs, EMA generator)", f'<div class="grids">{figs}</div>' if grids
             else '<p class="note">no samples/step_*.png</p>')
 
+    section("The representation: t-SNE of test-image features, coloured by class", embedding_section(run_dir, embedding))
+
     run, here = run_facts(run_dir, train)
     section("Run: hardware and throughput (from the checkpoint and metrics.jsonl)", _table(run))
     section("Machine generating this report (not necessarily the machine that trained)", _table(here))
@@ -209,7 +241,7 @@ def render(run_dir: Path) -> str:
     return f"<!DOCTYPE html>\n<html><head>{head}</head><body>\n{intro}\n" + "\n".join(parts) + "\n</body></html>\n"
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, embedding: int = EMBEDDING_N) -> Path:
     """Write the report of `run_dir` to `out` (default RUN_DIR/report.html); returns its path.
 
     Raises DataError when `run_dir` is not a folder or holds no metrics.jsonl.
@@ -219,7 +251,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         raise DataError(f"run directory not found: {run_dir}")
     if not (run_dir / "metrics.jsonl").is_file():
         raise DataError(f"{run_dir} has no metrics.jsonl; pass a run directory written by `gan-ssl train`")
-    page = render(run_dir)
+    page = render(run_dir, embedding)
     path = Path(out) if out is not None else run_dir / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

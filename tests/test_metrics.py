@@ -366,3 +366,24 @@ def test_fid_evaluator_fails_early_without_extractor(fmnist_small: ImageData, mo
         metrics.fid_evaluator(tiny_cfg("eval.every=2"), fmnist_small)
     with pytest.raises(DataError, match="unknown feature extractor"):
         metrics.fid_evaluator(tiny_cfg("eval.every=2", "eval.features=resnet"), fmnist_small)
+
+
+def test_bad_inputs_found_late_are_one_line(real: torch.Tensor, tmp_path: Path) -> None:
+    """Inputs that used to give tracebacks: a PNG truncated past its header (read only inside torch-fidelity's
+    loader), an .npz under an .npy name, an empty .npy, and one image for FID (a NaN covariance in scipy)."""
+    folder = _write_pngs(real[:20], tmp_path / "trunc")
+    png = folder / "0003.png"
+    png.write_bytes(png.read_bytes()[:60])  # the header survives, the pixels do not
+    np.save(tmp_path / "b.npy", real[20:40].numpy())
+    code, _, err = _run("fid", str(folder), str(tmp_path / "b.npy"), "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "cannot read image" in err and "0003.png" in err, err
+    np.savez(tmp_path / "z.npz", real[:20].numpy())
+    (tmp_path / "z.npz").rename(tmp_path / "z.npy")
+    code, _, err = _run("fid", str(tmp_path / "z.npy"), str(tmp_path / "b.npy"), "--quiet")
+    assert code == 2 and err.count("\n") == 1 and ".npz archive" in err, err
+    (tmp_path / "empty.npy").write_bytes(b"")
+    code, _, err = _run("fid", str(tmp_path / "empty.npy"), str(tmp_path / "b.npy"), "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "cannot read" in err, err
+    np.save(tmp_path / "one.npy", real[:1].numpy())
+    code, _, err = _run("fid", str(tmp_path / "one.npy"), str(tmp_path / "b.npy"), "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "at least 2 images" in err, err

@@ -210,3 +210,88 @@ def test_in_training_probe_leaves_the_run_unchanged(tmp_path, fmnist_small):
         for name in a[sec]:
             assert all(torch.equal(t, b[sec][name][k]) for k, t in a[sec][name].items()), (sec, name)
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def test_knn_matches_a_hand_computation_on_a_toy_set():
+    """Weighted kNN (Wu et al. 2018): cosine similarity to each labelled point, the k nearest vote with exp(sim / T)."""
+    from gan_ssl.knn import knn_predict
+
+    train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.2]])
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    test = torch.tensor([[0.8, 0.3], [0.2, 1.0], [-1.0, 0.0], [0.6, 0.4]])  # no ties in similarity
+    T = 0.07
+
+    def by_hand(q, k):
+        sims = [float(torch.dot(q / q.norm(), t / t.norm())) for t in train]
+        order = sorted(range(len(sims)), key=lambda i: -sims[i])[:k]
+        votes = {}
+        for i in order:
+            votes[int(labels[i])] = votes.get(int(labels[i]), 0.0) + float(np.exp(sims[i] / T))
+        return max(votes, key=votes.get)
+
+    for k in (1, 2, 3, 5, 50):  # k above N is capped at N
+        pred = knn_predict(train * 3.0, labels, test * 0.5, k=k, temperature=T, chunk=2)  # scale-free: L2-normalised
+        assert pred.tolist() == [by_hand(q, k) for q in test], k
+
+
+def test_cli_probe_knn_rows_on_the_same_labels(tiny_run):
+    r = CliRunner().invoke(cli, ["probe", str(tiny_run), "--data", "fashion-mnist", "--limit", "200", "--seeds", "2",
+                                 "--label-fraction", "0.1,1.0", "--baseline", "pixels", "--knn", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    for row in out["rows"].values():
+        assert set(row["knn"]) == {"k20", "k200"}
+        for k, cells in row["knn"].items():
+            assert set(cells) == {"0.1", "1"} and len(cells["0.1"]["accs"]) == 2
+            assert cells["0.1"]["n_labels"] == row["fractions"]["0.1"]["n_labels"]  # the linear probe's labels
+            assert all(0.0 <= a <= 1.0 for a in cells["1"]["accs"])
+    assert out["rows"]["pixels"]["knn"]["k20"]["1"]["mean"] > 0.5  # pixels kNN on Fashion-MNIST is far above chance
+    assert "kNN 20" in pr.format_table(out) and "kNN 200" in pr.format_table(out)
+
+
+def test_cli_probe_each_layer_gives_one_row_per_block(tiny_run):
+    r = CliRunner().invoke(cli, ["probe", str(tiny_run), "--data", "fashion-mnist", "--limit", "120", "--seeds", "1",
+                                 "--label-fraction", "1.0", "--layers", "each", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    rep = fe.load_representation(tiny_run)[0]
+    per_layer = [name for name in out["rows"] if name != "D"]
+    assert per_layer == [f"D {layer}" for layer in rep.layers]  # one row per block, in order
+    assert sum(out["rows"][n]["dim"] for n in per_layer) == out["rows"]["D"]["dim"]  # the blocks together are the "D" row
+    assert all(out["rows"][n]["layer"] == n.split(" ", 1)[1] for n in per_layer)
+    assert all(f"D {layer}" in pr.format_table(out) for layer in rep.layers)
+
+
+def test_features_plot_writes_a_tsne_picture_coloured_by_class(tiny_run, tmp_path):
+    from PIL import Image
+
+    from gan_ssl.embedding import tsne_2d
+
+    r = CliRunner().invoke(cli, ["features", str(tiny_run), "--data", "fashion-mnist", "--split", "test", "--limit", "150",
+                                 "--out", str(tmp_path / "f.pt"), "--plot", str(tmp_path / "tsne.png"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "tsne.png") as im:
+        assert im.size[0] > 400 and im.size[1] > 400
+        colours = {c for _, c in im.convert("RGB").getcolors(1 << 20)}
+    assert len(colours) > 10  # ten class colours and the legend, not a blank canvas
+    feats = fe.load_features(tmp_path / "f.pt")["features"]
+    xy, rows = tsne_2d(feats, seed=0, max_points=100)
+    assert xy.shape == (100, 2) and len(set(rows.tolist())) == 100 and np.isfinite(xy).all()
+    xy2, rows2 = tsne_2d(feats, seed=0, max_points=100)
+    assert np.array_equal(rows, rows2) and np.allclose(xy, xy2)  # seeded
+
+
+def test_transfer_a_fashion_mnist_d_to_digits(tiny_run):
+    """A D trained on Fashion-MNIST probed on another dataset (scikit-learn's bundled digits, offline): the
+    images are fitted to D's resolution, the split is fixed and stratified."""
+    from gan_ssl.data import load_images
+
+    train, test = load_images("digits", "train", 32, 1), load_images("digits", "test", 32, 1)
+    assert len(train) + len(test) == 1797 and abs(len(test) - 1797 / 3) < 10
+    assert tuple(train.images.shape[1:]) == (1, 32, 32) and set(test.labels.tolist()) == set(range(10))
+    assert torch.equal(load_images("digits", "test", 32, 1).images, test.images)  # the same split every time
+    r = CliRunner().invoke(cli, ["probe", str(tiny_run), "--data", "digits", "--seeds", "1", "--label-fraction", "1.0",
+                                 "--baseline", "pixels", "--json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["data"] == "digits" and out["rows"]["pixels"]["fractions"]["1"]["mean"] > 0.8  # digits are easy from pixels

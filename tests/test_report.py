@@ -70,7 +70,7 @@ def chromium(*args: str, user_dir: Path) -> subprocess.CompletedProcess:
 
 def test_report_renders_in_a_browser(tb_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    code, output, _ = cli_run("report", tb_run, "--out", out)
+    code, output, _ = cli_run("report", tb_run, "--out", out, "--embedding", "300")
     assert code == 0 and str(out) in output, output
     page = out.read_text()
     # self-contained: nothing fetched from anywhere, no scripts
@@ -79,7 +79,8 @@ def test_report_renders_in_a_browser(tb_run: Path, tmp_path: Path) -> None:
     plots = ["losses", "rotation accuracy", "FID", "evaluations", "img/s", "it/s"]
     assert all(f'alt="{a}"' in page for a in plots)
     assert [int(s) for s in re.findall(r"<figcaption>step (\d+)</figcaption>", page)] == [2, 4, 6]
-    assert len(uris) == len(plots) + 3
+    assert len(uris) == len(plots) + 3 + 1  # + the t-SNE picture of D's features of 300 test images
+    assert 'alt="t-SNE of D features, 300 fashion-mnist test images' in page
     assert "tensorboard: true" in page and "probe_n: 5000" in page  # the resolved config, as text
     assert "Machine generating this report" in page and re.search(r"<th>precision</th><td>(bf16|fp32)</td>", page)
     originals = [Image.open(io.BytesIO(base64.b64decode(u))).convert("RGB") for u in uris]

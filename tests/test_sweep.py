@@ -262,3 +262,44 @@ def test_only_torch_fidelity_input_checks_read_as_rejected_inputs():
         int("x")
     except ValueError as e:
         assert not _raised_by_fidelity_check(e)
+
+
+# --- the CLI: more inputs that gave tracebacks --------------------------------------------------
+def test_more_bad_cli_inputs_are_one_line(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    from gan_ssl.cli import cli
+
+    def run(*args):
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+        assert r.exit_code == 2 and len(lines) == 1, (r.exit_code, r.output)
+        return lines[0]
+
+    (tmp_path / "mix.png").write_bytes(b"x")
+    assert "is a file" in run("sample", tiny_run, "--n", "4", "--out", tmp_path / "mix.png")
+    (tmp_path / "dir.npy").mkdir()
+    assert "is a folder" in run("sample", tiny_run, "--n", "4", "--out", tmp_path / "dir.npy")
+    assert "SEED" in run("sample", tiny_run, "--n", "4", "--seed", str(2**64), "--out", tmp_path / "s.npy").upper()
+    assert "finite" in run("train", "configs/ssgan_fmnist.yaml", "--out", tmp_path / "r", "--set", "data.subset=.inf")
+    assert "must be 1 (greyscale) or 3" in run("train", "configs/ssgan_fmnist.yaml", "--out", tmp_path / "r", "--set", "data.channels=2")
+
+
+def test_a_foreign_cifar_file_is_one_line(tmp_path, monkeypatch):
+    import pickle
+
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (d / name).write_bytes(pickle.dumps({"images": [1, 2, 3]}))  # a pickle, but not a CIFAR-10 batch
+    with pytest.raises(DataError, match="is not a CIFAR-10 python batch"):
+        load_images("cifar10", "test", 32, 3, root=str(tmp_path))
+
+
+def test_inputs_of_the_wrong_height_are_fitted_like_the_wrong_width(tmp_path):
+    from PIL import Image
+
+    from gan_ssl.pretext import read_images
+
+    Image.fromarray(np.zeros((28, 32), dtype=np.uint8)).save(tmp_path / "a.png")  # 32 wide, 28 high
+    assert tuple(read_images(tmp_path / "a.png", 1, 32).shape) == (1, 1, 32, 32)

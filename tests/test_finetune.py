@@ -1,0 +1,73 @@
+"""Fine-tuning with few labels (gan_ssl.finetune) and `gan-ssl classify`, on a separable toy folder with the tiny run's D."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from gan_ssl import finetune as ft
+from gan_ssl.cli import cli
+from gan_ssl.errors import CheckpointError
+
+
+def _toy(root, per_class=40):
+    """Two classes anyone can tell apart: dark and bright images with noise; train/ and test/ splits."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("test", per_class // 2)):
+        for c, level in (("dark", 40), ("bright", 200)):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(level + rng.normal(0, 25, (28, 28)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i:03d}.png")
+    return root
+
+
+def test_finetuning_learns_a_separable_task_and_scratch_sees_the_same_labels(tiny_run, tmp_path, monkeypatch):
+    root = _toy(tmp_path / "toy")
+    calls = []
+    real_train = ft.train_classifier
+
+    def recording(model, data, fit, val, seed, flip, max_steps=ft.MAX_STEPS, epochs=ft.EPOCHS):
+        calls.append((seed, tuple(fit.tolist()), tuple(val.tolist()), flip))
+        return real_train(model, data, fit, val, seed, flip, max_steps, epochs)
+
+    monkeypatch.setattr(ft, "train_classifier", recording)
+    r = ft.finetune(tiny_run, f"folder:{root}", fractions=(0.5,), seeds=2, max_steps=60, save=tmp_path / "clf.pt")
+    assert set(r["rows"]) == {"finetuned D", "scratch D"}
+    assert r["rows"]["finetuned D"]["fractions"]["0.5"]["mean"] >= 0.95  # separable: fine-tuning learns it
+    assert r["rows"]["scratch D"]["fractions"]["0.5"]["n_labels"] == r["rows"]["finetuned D"]["fractions"]["0.5"]["n_labels"] == 40
+    # per seed, the scratch run trained on exactly the finetuned run's labelled rows and validation rows
+    assert len(calls) == 4 and calls[0] == calls[1] and calls[2] == calls[3] and calls[0] != calls[2]
+    assert all(flip for *_, flip in calls)  # a folder of photos-like images: flips on
+    assert "finetuned D" in ft.format_table(r) and r["saved"] == str(tmp_path / "clf.pt")
+
+    out = tmp_path / "labels.json"
+    res = CliRunner().invoke(cli, ["classify", str(tmp_path / "clf.pt"), "--input", str(root / "test" / "bright"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    labels = json.loads(out.read_text())["classes"]
+    assert len(labels) == 20 and labels.count("bright") >= 19
+
+
+def test_augmentation_crops_with_background_and_flips_only_when_asked():
+    x = torch.linspace(-1, 1, 8).view(1, 1, 1, 8).expand(4, 1, 8, 8).contiguous()
+    g = torch.Generator().manual_seed(0)
+    out = ft.augment(x, flip=False, g=g)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    assert not torch.equal(out, x)  # shifted somewhere
+    rows = out[:, 0, 4]  # a middle row: increasing where not padded, never reversed without flips
+    assert all((r[1:] - r[:-1] >= -1e-6).all() or (r == -1).any() for r in rows)
+    flipped = ft.augment(x, flip=True, g=torch.Generator().manual_seed(3))
+    assert any(bool((r[1:] - r[:-1] < -1e-6).any()) for r in flipped[:, 0, 4])  # some rows mirrored
+
+
+def test_a_foreign_classifier_file_is_one_line(tmp_path):
+    torch.save({"format": "something else"}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="not a gan_ssl classifier"):
+        ft.load_classifier(tmp_path / "x.pt")
+    r = CliRunner().invoke(cli, ["classify", str(tmp_path / "x.pt"), "--input", "fashion-mnist:test", "--limit", "4"])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
