@@ -171,8 +171,11 @@ def test_lazy_phases_scale_lr_and_betas_as_stylegan2_ada():
     assert lazy_ratios(r1.phases) == {"D": pytest.approx(32 / 33)}  # one R1 step per 32 D steps
     fold = FAMILIES["gan"](resolve("configs/ssgan_fmnist.yaml", ["aux.rotation.lazy=fold"]), "cpu", training=True)
     assert lazy_ratios(fold.phases) == {}  # folded rotation takes no extra steps: nothing to correct
-    st = build_state(resolve("configs/ssgan_fmnist.yaml", ["train.lazy_correction=false"]), load_images("fashion-mnist", "train", 32, 1, limit=64))
+    data = load_images("fashion-mnist", "train", 32, 1, limit=64)
+    st = build_state(resolve("configs/ssgan_fmnist.yaml", ["train.lazy_correction=false"]), data)  # the main job opts out
     assert st.family.optimizers["D"].param_groups[0]["lr"] == 2e-4
+    st = build_state(resolve("configs/ssgan_fmnist.yaml", ["train.lazy_correction=true"]), data)
+    assert st.family.optimizers["D"].param_groups[0]["lr"] == pytest.approx(1.6e-4)
 
 
 # --- seeds --------------------------------------------------------------------------------------
