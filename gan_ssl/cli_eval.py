@@ -59,10 +59,10 @@ def classify(classifier: str, source: str, out: str | None, limit: int, threads:
     from gan_ssl.pretext import read_images
 
     _threads(threads)
-    _, obj = ft.load_classifier(classifier)
-    data = obj["config"]["data"]
+    loaded = ft.load_classifier(classifier)
+    data = loaded[1]["config"]["data"]
     images = read_images(source, data["channels"], data["resolution"], limit)  # fitted as training data is
-    preds, classes = ft.classify(classifier, images)
+    preds, classes = ft.classify(loaded, images)
     names = [classes[i] if i < len(classes) else str(i) for i in preds.tolist()]
     result = {"classifier": classifier, "input": source, "n": len(names), "labels": preds.tolist(), "classes": names}
     if out:

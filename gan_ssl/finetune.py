@@ -61,7 +61,9 @@ def augment(x: torch.Tensor, flip: bool, g: torch.Generator) -> torch.Tensor:
     p = max(1, H // 8)
     padded = F.pad(x, (p, p, p, p), value=-1.0)
     dy, dx = torch.randint(0, 2 * p + 1, (B,), generator=g), torch.randint(0, 2 * p + 1, (B,), generator=g)
-    out = torch.stack([padded[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
+    rows = (dy[:, None] + torch.arange(H))[:, :, None]  # [B, H, 1]: one gather for the whole batch
+    cols = (dx[:, None] + torch.arange(W))[:, None, :]  # [B, 1, W]
+    out = padded.permute(0, 2, 3, 1)[torch.arange(B)[:, None, None], rows, cols].permute(0, 3, 1, 2).contiguous()
     if flip:
         mirror = torch.rand(B, generator=g) < 0.5
         out[mirror] = out[mirror].flip(-1)
@@ -201,9 +203,10 @@ def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
 
 
 @torch.no_grad()
-def classify(path: str | Path, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, list[str]]:
-    """Labels [N] and the class names of uint8 images [N, C, H, W] (at the classifier's resolution) under a saved classifier."""
-    model, obj = load_classifier(path)
+def classify(loaded: tuple[Classifier, dict[str, Any]], images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, list[str]]:
+    """Labels [N] and the class names of uint8 images [N, C, H, W] (at the classifier's resolution) under a classifier
+    from `load_classifier`."""
+    model, obj = loaded
     cfg = obj["config"]["data"]
     if tuple(images.shape[1:]) != (cfg["channels"], cfg["resolution"], cfg["resolution"]):
         raise DataError(f"images are {tuple(images.shape[1:])}, the classifier takes "

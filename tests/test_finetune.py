@@ -71,3 +71,14 @@ def test_a_foreign_classifier_file_is_one_line(tmp_path):
         ft.load_classifier(tmp_path / "x.pt")
     r = CliRunner().invoke(cli, ["classify", str(tmp_path / "x.pt"), "--input", "fashion-mnist:test", "--limit", "4"])
     assert r.exit_code == 2 and r.stderr.count("\n") == 1
+
+
+def test_augmentation_crops_are_the_padded_image_shifted_per_sample():
+    """The batched crop equals cropping each padded image at its own offset (the same draws)."""
+    x = torch.rand(5, 2, 8, 8) * 2 - 1
+    out = ft.augment(x, flip=False, g=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    dy, dx = torch.randint(0, 3, (5,), generator=g), torch.randint(0, 3, (5,), generator=g)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=-1.0)
+    for i in range(5):
+        assert torch.equal(out[i], padded[i, :, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8])
