@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_ssl.config import Config, resolve
+from gan_ssl.config import Config
 from gan_ssl.data import ImageData, load_images
+from gan_ssl.families.resolve import resolve
 
 torch.set_num_threads(int(os.environ.get("GAN_SSL_TEST_THREADS", min(2, os.cpu_count() or 1))))  # 1 when sharing the CPU
 
@@ -41,7 +42,7 @@ def fmnist_small() -> ImageData:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, fmnist_small: ImageData) -> Path:
     """A 4-step SSGAN run directory; its checkpoints/latest.pt is a real gan_ssl checkpoint."""
-    from gan_ssl.train import train
+    from gan_ssl.api import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     train(tiny_cfg(), out, progress=False, data=fmnist_small)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from gan_ssl.distributed import setup
+from gan_ssl.engine.distributed import setup
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from gan_ssl.aux import ContrastiveTask
+from gan_ssl.families.ssl import ContrastiveTask
 from gan_ssl.models import build
 
 

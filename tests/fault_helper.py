@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gan_ssl import checkpoint as ckpt_io
+from gan_ssl.engine import checkpoint as ckpt_io
 
 
 def main() -> None:

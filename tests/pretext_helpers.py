@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from gan_ssl.config import Config, resolve
+from gan_ssl.config import Config
+from gan_ssl.families.resolve import resolve
 
 COMMON = ["data.limit=512", "train.batch_size=8", "train.steps=4", "train.log_every=1", "train.sample_every=2",
           "train.ckpt_every=2", "train.sample_grid=9"]
@@ -23,7 +24,7 @@ def sr_cfg(*overrides: str, scale: int = 2) -> Config:
 
 @pytest.fixture(scope="session")
 def ce_ckpt(tmp_path_factory, fmnist_small):
-    from gan_ssl.train import train
+    from gan_ssl.api import train
 
     out = tmp_path_factory.mktemp("ce_run")
     return train(ce_cfg(), out, progress=False, data=fmnist_small)
@@ -31,7 +32,7 @@ def ce_ckpt(tmp_path_factory, fmnist_small):
 
 @pytest.fixture(scope="session")
 def sr_ckpt(tmp_path_factory, fmnist_small):
-    from gan_ssl.train import train
+    from gan_ssl.api import train
 
     out = tmp_path_factory.mktemp("sr_run")
     return train(sr_cfg(), out, progress=False, data=fmnist_small)

@@ -4,11 +4,19 @@ import contextlib
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_cfg
-from gan_ssl.aux import AUX_TASKS, RotationTask, build_aux_tasks, register_aux, rotate_batch, rotate_by_label, rotation_labels
-from gan_ssl.config import resolve
+
 from gan_ssl.families import FAMILIES, StepContext
+from gan_ssl.families.resolve import resolve
+from gan_ssl.families.ssl import (
+    AUX_TASKS,
+    RotationTask,
+    build_aux_tasks,
+    register_aux,
+    rotate_batch,
+    rotate_by_label,
+    rotation_labels,
+)
 from gan_ssl.models import build
 
 

@@ -10,20 +10,22 @@ from click.testing import CliRunner
 from PIL import Image
 
 from gan_ssl import api
-from gan_ssl import checkpoint as ckpt_io
-from gan_ssl import features as fe
-from gan_ssl import reconstruct as rc
+from gan_ssl.api import train
 from gan_ssl.cli import cli
-from gan_ssl.config import resolve
+from gan_ssl.core.errors import ConfigError
 from gan_ssl.data import ImageData, load_images
-from gan_ssl.errors import ConfigError
+from gan_ssl.engine import checkpoint as ckpt_io
+from gan_ssl.engine.loop import run_phase, train_step
+from gan_ssl.engine.state import build_state
+from gan_ssl.evaluation import features as fe
+from gan_ssl.evaluation.probe import probe
 from gan_ssl.families.bigbigan import encoder_representation
-from gan_ssl.losses import bigan_d_hinge, bigan_ge_loss
+from gan_ssl.families.resolve import resolve
+from gan_ssl.inference import reconstruct as rc
 from gan_ssl.models import build
 from gan_ssl.models.bigbigan import Encoder, JointDiscriminator
 from gan_ssl.models.sngan import SNGANDiscriminator, SNGANGenerator
-from gan_ssl.probe import probe
-from gan_ssl.train import build_state, run_phase, train, train_step
+from gan_ssl.nn.losses import bigan_d_hinge, bigan_ge_loss
 
 
 def _metrics(run):

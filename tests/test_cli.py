@@ -132,7 +132,7 @@ def test_progress_is_plain_lines_when_not_a_terminal(tmp_path, monkeypatch):
     assert "\r" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("train gan/dcgan:")]
     assert len(lines) == 6 and "5/5 step" in lines[-1]  # one per step at a 0-second interval, plus the final line
-    from gan_ssl.progress import Progress
+    from gan_ssl.core.progress import Progress
 
     monkeypatch.setenv("GAN_SSL_PROGRESS_SECONDS", "30")
     import io

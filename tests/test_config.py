@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from gan_ssl.config import Config, parse_override, resolve
-from gan_ssl.errors import ConfigError
+from gan_ssl.config import Config, parse_override
+from gan_ssl.core.errors import ConfigError
+from gan_ssl.families.resolve import resolve
 
 CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
 

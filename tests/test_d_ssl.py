@@ -5,15 +5,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import tiny_cfg
-from gan_ssl.augment import cutout, diff_augment, parse_policy, random_resized_crop, simclr_view, translation
-from gan_ssl.aux import ContrastiveTask, LabelAugTask
-from gan_ssl.config import resolve
-from gan_ssl.errors import ConfigError
+
+from gan_ssl.core.errors import ConfigError
 from gan_ssl.families import FAMILIES, StepContext
-from gan_ssl.losses import nt_xent, supcon_fakes
+from gan_ssl.families.resolve import resolve
+from gan_ssl.families.ssl import ContrastiveTask, LabelAugTask
 from gan_ssl.models import build
+from gan_ssl.nn.augment import cutout, diff_augment, parse_policy, random_resized_crop, simclr_view, translation
+from gan_ssl.nn.losses import nt_xent, supcon_fakes
 
 
 def _ctx():
@@ -174,9 +174,9 @@ def test_conflicting_settings_exit_2(tmp_path, overrides, message):
     ["aux.rotation.every=2", "aux.rotation.protocol=one"],
 ], ids=["la-one", "la-all-no-gan-loss", "contrastive", "diffaug+rotation", "lazy-rotation"])
 def test_each_method_trains_and_resumes_exactly(tmp_path, fmnist_small, overrides):
-    from test_train import assert_same_run, _small
+    from test_train import _small, assert_same_run
 
-    from gan_ssl.train import train
+    from gan_ssl.api import train
 
     data = _small(fmnist_small, 40)
     common = ("train.ckpt_every=2", "train.sample_every=2", "data.limit=40", *overrides)
@@ -197,9 +197,10 @@ def test_diffaug_is_applied_by_every_family(config, fmnist_small, monkeypatch):
     and R1 phases), went through DiffAugment: the op is replaced by one that shifts every pixel by +100, and hooks on
     D's image-facing convolutions check every row they get for the shift (rotations, crops, resizing and
     concatenations keep it)."""
-    from gan_ssl import augment
     from gan_ssl.data import ImageData
-    from gan_ssl.train import build_state, run_phase
+    from gan_ssl.engine.loop import run_phase
+    from gan_ssl.engine.state import build_state
+    from gan_ssl.nn import augment
 
     monkeypatch.setitem(augment.DIFFAUG_OPS, "translation", [lambda x, *a, **k: x + 100.0])
     small = SMALL.get(config, ["model.g_width=8", "model.d_width=8"])
@@ -244,7 +245,8 @@ def test_lazy_rotation_runs_in_its_own_phases_every_k_steps(fmnist_small, model)
     """aux.rotation.every=k: the D and G phases carry no rotation; Daux/Gaux run at steps 0, k, 2k, ... with the
     weights scaled by k (like lazy R1), for a spectral-norm and a BatchNorm D alike."""
     from gan_ssl.data import ImageData
-    from gan_ssl.train import build_state, train_step
+    from gan_ssl.engine.loop import train_step
+    from gan_ssl.engine.state import build_state
 
     cfg = tiny_cfg(f"model.name={model}", "aux.rotation.every=3", "aux.rotation.protocol=one", "train.precision=fp32", model=model)
     st = build_state(cfg, ImageData(fmnist_small.images[:64], fmnist_small.labels[:64], "fashion-mnist"))
@@ -264,7 +266,8 @@ def test_folded_lazy_rotation_joins_the_d_and_g_passes_of_every_kth_step(fmnist_
     """aux.rotation.lazy=fold: no phases of its own; the rotated rows join the D pass (the first of n_dis) and the G
     pass at steps 0, k, 2k, ..., with the weights scaled by k; the other steps carry no rotation."""
     from gan_ssl.data import ImageData
-    from gan_ssl.train import build_state, train_step
+    from gan_ssl.engine.loop import train_step
+    from gan_ssl.engine.state import build_state
 
     cfg = tiny_cfg(f"model.name={model}", "aux.rotation.every=3", "aux.rotation.protocol=one", "aux.rotation.lazy=fold",
                    f"train.n_dis={n_dis}", "train.precision=fp32", model=model)
@@ -337,7 +340,7 @@ def test_batchnorm_d_sees_real_and_fake_passes_of_the_same_size(overrides):
 def test_contrad_scores_views_of_reals_and_fakes_in_both_passes(monkeypatch):
     """ContraD (official code): D's adversarial rows are SimCLR views of reals and of fakes, never the raw images;
     the fake term's negatives are both real views (2B rows)."""
-    import gan_ssl.aux as aux_mod
+    import gan_ssl.families.ssl as aux_mod
 
     calls = []
     real_view = aux_mod.simclr_view

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gan_ssl import data as data_mod
+from gan_ssl.core.errors import DataError
 from gan_ssl.data import EpochSampler, ImageData, fit_resolution, load_images, parse_spec, to_float, to_uint8
-from gan_ssl.errors import DataError
+from gan_ssl.data import sources as data_mod
 
 
 def test_fashion_mnist_real_data(fmnist_small):
@@ -159,10 +159,10 @@ def test_streamed_folder_gives_the_in_memory_batches_and_resumes(tmp_path):
 def test_storage_choice_and_streamed_training(tmp_path):
     from conftest import tiny_cfg
 
-    from gan_ssl.config import resolve
+    from gan_ssl.api import train
+    from gan_ssl.core.errors import DataError
     from gan_ssl.data import FolderSource, open_training_data
-    from gan_ssl.errors import DataError
-    from gan_ssl.train import train
+    from gan_ssl.families.resolve import resolve
 
     root = _folder(tmp_path)
     cfg = resolve(None, [f"data.name=folder:{root}"])

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from gan_ssl.data import BatchStream, ImageData
-from gan_ssl.distributed import convert_sync_bn
-from gan_ssl.layers import PlainBN
+from gan_ssl.engine.distributed import convert_sync_bn
+from gan_ssl.nn.layers import PlainBN
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.limit=512", "train.sample_grid=4", "train.threads=1", "train.minutes=0", "train.log_every=1"]

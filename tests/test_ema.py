@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_ssl.ema import EMA, ema_beta
+from gan_ssl.nn.ema import EMA, ema_beta
 
 
 def test_ramp_values():

@@ -1,4 +1,4 @@
-"""gan_ssl.evaluator: the offline CNN feature extractor (training, saving, hashing, torch-fidelity registration).
+"""gan_ssl.evaluation.extractor: the offline CNN feature extractor (training, saving, hashing, torch-fidelity registration).
 
 Training here is a handful of steps on a few hundred images; the full 92% run is `gan-ssl evaluator train`.
 """
@@ -11,10 +11,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gan_ssl import evaluator as ev
 from gan_ssl.cli import cli
+from gan_ssl.core.errors import DataError, WeightsError
 from gan_ssl.data import fit_resolution, load_images
-from gan_ssl.errors import DataError, WeightsError
+from gan_ssl.evaluation import extractor as ev
 
 NAME = "fashion-mnist-cnn"
 

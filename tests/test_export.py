@@ -1,4 +1,4 @@
-"""gan_ssl.export and `gan-ssl export`: every family round-trips through safetensors + config.json (the rebuilt
+"""gan_ssl.inference.export and `gan-ssl export`: every family round-trips through safetensors + config.json (the rebuilt
 generator gives the checkpoint's images, bit for bit), the files hold no pickle, and tampered or foreign inputs
 are refused with one line."""
 from __future__ import annotations
@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import tiny_cfg
 from pretext_helpers import ce_cfg, sr_cfg
 
 import gan_ssl
 from gan_ssl import api
-from gan_ssl import export as ex
+from gan_ssl.api import train
 from gan_ssl.cli import cli
-from gan_ssl.config import resolve
+from gan_ssl.core.errors import CheckpointError
 from gan_ssl.data import ImageData
-from gan_ssl.errors import CheckpointError
-from gan_ssl.train import train
-
-from conftest import tiny_cfg
+from gan_ssl.families.resolve import resolve
+from gan_ssl.inference import export as ex
 
 SMALL = ["train.steps=2", "train.ckpt_every=2", "train.sample_every=2", "train.log_every=1", "train.sample_grid=4", "data.limit=64",
          "train.batch_size=8"]

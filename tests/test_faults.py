@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from gan_ssl import checkpoint as ckpt_io
 from test_train import assert_same_run
+
+from gan_ssl.engine import checkpoint as ckpt_io
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["data.limit=64", "train.batch_size=8", "train.threads=1", "train.minutes=0", "train.steps=12", "train.ckpt_every=2",

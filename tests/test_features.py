@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from click.testing import CliRunner
 
-from gan_ssl import checkpoint as ckpt_io
-from gan_ssl import features as fe
 from gan_ssl.cli import cli
 from gan_ssl.data import ImageData
+from gan_ssl.engine import checkpoint as ckpt_io
+from gan_ssl.evaluation import features as fe
 
 
 def _small(data: ImageData, n: int = 40) -> ImageData:

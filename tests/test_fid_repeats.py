@@ -1,4 +1,4 @@
-"""gan_ssl.fid_repeats and `gan-ssl fid --repeats K`: one value per sample seed, mean and sample std of them, repeat k equal
+"""gan_ssl.evaluation.fid_repeats and `gan-ssl fid --repeats K`: one value per sample seed, mean and sample std of them, repeat k equal
 to a plain `fid --seed (seed + k)`, the reference statistics computed once, and fixed inputs refused. The tiny offline
 extractor and the private $TORCH_HOME come from tests/test_metrics.py's fixtures."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
-from gan_ssl import fid_repeats
-from gan_ssl.cli import cli
 from test_metrics import CNN, FID, env, ext_home, real  # noqa: F401  (fixtures: tiny extractor, fresh $TORCH_HOME, real images)
+
+from gan_ssl.cli import cli
+from gan_ssl.evaluation import fid_repeats
 
 REF = "fashion-mnist:test"
 

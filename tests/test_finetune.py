@@ -1,4 +1,4 @@
-"""Fine-tuning with few labels (gan_ssl.finetune) and `gan-ssl classify`, on a separable toy folder with the tiny run's D."""
+"""Fine-tuning with few labels (gan_ssl.evaluation.finetune) and `gan-ssl classify`, on a separable toy folder with the tiny run's D."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from gan_ssl import finetune as ft
 from gan_ssl.cli import cli
-from gan_ssl.errors import CheckpointError
+from gan_ssl.core.errors import CheckpointError
+from gan_ssl.evaluation import finetune as ft
 
 
 def _toy(root, per_class=40):
@@ -82,3 +82,18 @@ def test_augmentation_crops_are_the_padded_image_shifted_per_sample():
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=-1.0)
     for i in range(5):
         assert torch.equal(out[i], padded[i, :, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8])
+
+
+@pytest.mark.parametrize("spec, flips", [("digits", False), ("fashion-mnist", True)])
+def test_handwritten_digits_are_never_flipped(tiny_run, monkeypatch, spec, flips):
+    """A mirrored 2 or 7 is not a digit of its class: MNIST and scikit-learn's digits train without flips."""
+    seen = []
+
+    def recording(model, data, fit, val, seed, flip, max_steps=ft.MAX_STEPS, epochs=ft.EPOCHS):
+        seen.append(flip)
+        raise StopIteration  # the flag is all this test needs
+
+    monkeypatch.setattr(ft, "train_classifier", recording)
+    with pytest.raises(StopIteration):
+        ft.finetune(tiny_run, spec, fractions=(0.1,), seeds=1, max_steps=1, limit=200)
+    assert seen == [flips]

@@ -6,15 +6,16 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
+from pretext_helpers import sr_ckpt  # noqa: F401  (fixture)
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from gan_ssl import image_metrics as im
-from gan_ssl.baselines import constant_fill, nearest_context_fill, upsample
 from gan_ssl.cli import cli
-from gan_ssl.errors import DataError, WeightsError
-from gan_ssl.masks import center_mask
-from pretext_helpers import sr_ckpt  # noqa: F401  (fixture)
+from gan_ssl.core.errors import DataError, WeightsError
+from gan_ssl.evaluation import image_quality as im
+from gan_ssl.evaluation.baselines import constant_fill, nearest_context_fill, upsample
+from gan_ssl.nn import lpips as lpips_mod
+from gan_ssl.nn.masks import center_mask
 
 
 def pair(channels=3, n=4, seed=0):
@@ -121,7 +122,7 @@ def small_trunk(tmp_path_factory):
 
 
 def test_lpips_loads_the_trunk_file_and_reports_its_hash(small_trunk):
-    lp = im.LPIPS(small_trunk)
+    lp = lpips_mod.LPIPS(small_trunk)
     sd = torch.load(small_trunk, weights_only=True)
     assert torch.equal(lp.net.net.slice1[0].weight, sd["features.0.weight"].float())
     assert torch.equal(getattr(lp.net.net.slice5, "28").bias, sd["features.28.bias"].float())
@@ -136,11 +137,11 @@ def test_lpips_loads_the_trunk_file_and_reports_its_hash(small_trunk):
 def test_lpips_hub_cache_file_must_be_torchvisions(tmp_path, monkeypatch, small_trunk):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(WeightsError, match=r"vgg16-397923af\.pth in .*hub/checkpoints"):
-        im.find_vgg_trunk()
+        lpips_mod.find_vgg_trunk()
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "hub" / "checkpoints" / im.VGG_FILE).write_bytes(small_trunk.read_bytes())
+    (tmp_path / "hub" / "checkpoints" / lpips_mod.VGG_FILE).write_bytes(small_trunk.read_bytes())
     with pytest.raises(WeightsError, match="not torchvision's 397923af"):
-        im.find_vgg_trunk()
+        lpips_mod.find_vgg_trunk()
 
 
 def test_missing_lpips_trunk_exits_2_naming_the_file(tmp_path, monkeypatch, sr_ckpt):

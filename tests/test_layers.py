@@ -1,11 +1,11 @@
-"""PGGAN/StyleGAN layers of gan_ssl.layers: equalized LR, pixel norm, minibatch stddev, AdaIN, noise inputs."""
+"""PGGAN/StyleGAN layers of gan_ssl.nn.layers: equalized LR, pixel norm, minibatch stddev, AdaIN, noise inputs."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_ssl.layers import AdaIN, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, NoiseInput, mbstd_group, pixel_norm
+from gan_ssl.nn.layers import AdaIN, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, NoiseInput, mbstd_group, pixel_norm
 
 
 def test_equalized_linear_unit_raw_weights_runtime_scale_unscaled_bias():

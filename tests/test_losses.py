@@ -4,11 +4,22 @@ import contextlib
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import tiny_cfg
+
 from gan_ssl.families import FAMILIES, StepContext
-from gan_ssl.losses import (d_hinge, d_nonsaturating, d_relativistic_average, d_wgan, drift_penalty, g_hinge, g_nonsaturating,
-                            g_relativistic_average, g_wgan, gradient_penalty, r1_penalty)
+from gan_ssl.nn.losses import (
+    d_hinge,
+    d_nonsaturating,
+    d_relativistic_average,
+    d_wgan,
+    drift_penalty,
+    g_hinge,
+    g_nonsaturating,
+    g_relativistic_average,
+    g_wgan,
+    gradient_penalty,
+    r1_penalty,
+)
 
 
 def test_nonsaturating_and_hinge_match_their_formulas():

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from gan_ssl.errors import ConfigError
-from gan_ssl.masks import MASKS, apply_mask, blocks_mask, center_mask, composite, draw_masks, overlap_ring, region_mask
+from gan_ssl.core.errors import ConfigError
+from gan_ssl.nn.masks import MASKS, apply_mask, blocks_mask, center_mask, composite, draw_masks, overlap_ring, region_mask
 
 
 def gen(seed=0):

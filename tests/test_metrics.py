@@ -1,4 +1,4 @@
-"""gan_ssl.metrics and `gan-ssl fid`: torch-fidelity wrapper, inputs, cache, errors, in-training FID.
+"""gan_ssl.evaluation.fid and `gan-ssl fid`: torch-fidelity wrapper, inputs, cache, errors, in-training FID.
 
 A tiny evaluator CNN (width 4, a few dozen steps) is trained once per session into a temp
 $GAN_SSL_HOME; $TORCH_HOME points to a fresh temp folder in every test, so nothing touches the
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,11 +16,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from gan_ssl import evaluator as ev
-from gan_ssl import metrics
 from gan_ssl.cli import cli
+from gan_ssl.core.errors import DataError, WeightsError
 from gan_ssl.data import ImageData, load_images
-from gan_ssl.errors import DataError, WeightsError
+from gan_ssl.evaluation import extractor as ev
+from gan_ssl.evaluation import fid as metrics
+from gan_ssl.evaluation import fid_extractors as fext
+from gan_ssl.evaluation import fid_inputs as finputs
+from gan_ssl.evaluation import monitors
 
 CNN = "fashion-mnist-cnn"
 FID = f"fid[{CNN}]"
@@ -157,8 +159,8 @@ def test_dataset_spec_takes_the_other_inputs_size_and_is_cached(tmp_path: Path, 
 
 
 def test_fashion_mnist_spec_is_padded_like_the_training_data() -> None:
-    ext = metrics.resolve_extractor(CNN)
-    inp = metrics.open_input("fashion-mnist:test", ext, like=(1, 32, 32))
+    ext = fext.resolve_extractor(CNN)
+    inp = finputs.open_input("fashion-mnist:test", ext, like=(1, 32, 32))
     assert inp.shape == (1, 32, 32) and inp.n == 10000 and inp.info["split"] == "test"
     assert inp.cache_name and inp.cache_name.startswith("gan_ssl-p2-fashion-mnist_test-1x32x32-n10000-")
     assert torch.equal(inp.dataset[0], load_images("fashion-mnist", "test", 32, 1, limit=1).images[0])
@@ -283,13 +285,13 @@ def test_inception_matches_torch_fidelity_called_directly(random_inception: Path
 
 def test_inception_weights_from_env_and_torch_cache(random_inception: Path, monkeypatch: pytest.MonkeyPatch, env: Path) -> None:
     monkeypatch.setenv("GAN_SSL_INCEPTION_WEIGHTS", str(random_inception))
-    assert metrics.resolve_extractor("inception").weights == random_inception
+    assert fext.resolve_extractor("inception").weights == random_inception
     monkeypatch.delenv("GAN_SSL_INCEPTION_WEIGHTS")
-    expected = metrics.inception_expected_path()
+    expected = fext.inception_expected_path()
     assert expected == env / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
     expected.parent.mkdir(parents=True)
     expected.symlink_to(random_inception)
-    e = metrics.resolve_extractor("inception-v3-compat")
+    e = fext.resolve_extractor("inception-v3-compat")
     assert e.name == "inception" and e.weights == expected
 
 
@@ -303,7 +305,7 @@ def test_missing_inception_weights_say_where_to_put_them(env: Path, real: torch.
                         "--inception-weights", str(tmp_path / "missing.pth"))
     assert code == 2 and str(tmp_path / "missing.pth") in err
     with pytest.raises(WeightsError):
-        metrics.find_inception_weights(download=False)
+        fext.find_inception_weights(download=False)
 
 
 # ---- in-training evaluation ----------------------------------------------------------------------
@@ -314,7 +316,7 @@ def test_fid_evaluator_uses_cached_reference_and_keeps_rng(fmnist_small: ImageDa
     from gan_ssl import api
 
     cfg = tiny_cfg("eval.every=2", "eval.n=64", "eval.probe=false")
-    evaluate = metrics.fid_evaluator(cfg, fmnist_small)
+    evaluate = monitors.fid_evaluator(cfg, fmnist_small)
     bundle = api.load(tiny_run)
     torch.manual_seed(123)
     r1 = evaluate(bundle)
@@ -324,14 +326,14 @@ def test_fid_evaluator_uses_cached_reference_and_keeps_rng(fmnist_small: ImageDa
     key = "fid64_train[fashion-mnist-cnn]"  # named for what it is: 64 samples vs the training split
     assert list(r1) == [key] and r1[key] > 0 and metrics.fid_key(2000, "train", "fashion-mnist-cnn") == "fid2k_train[fashion-mnist-cnn]"
     names = [p.name for p in (env / "fidelity_cache").iterdir() if "stat-fid" in p.name]
-    assert names and all(f"-p{metrics.PREPROCESSING_VERSION}-" in n and "-float64-tf" in n for n in names)
+    assert names and all(f"-p{finputs.PREPROCESSING_VERSION}-" in n and "-float64-tf" in n for n in names)
     assert evaluate(bundle) == r1
 
 
 def test_trainer_logs_fid_and_keeps_best(fmnist_small: ImageData, tmp_path: Path) -> None:
     from conftest import tiny_cfg
 
-    from gan_ssl.train import train
+    from gan_ssl.api import train
 
     out = tmp_path / "run"
     train(tiny_cfg("train.steps=2", "eval.every=1", "eval.n=32", "eval.probe=false"), out, progress=False, data=fmnist_small)
@@ -346,7 +348,7 @@ def test_trainer_logs_fid_and_keeps_best(fmnist_small: ImageData, tmp_path: Path
 def test_best_checkpoint_holds_the_lowest_fid_step(fmnist_small: ImageData, tmp_path: Path) -> None:
     from conftest import tiny_cfg
 
-    from gan_ssl.train import train
+    from gan_ssl.api import train
 
     scores = iter([5.0, 3.0, 4.0, 6.0])  # the lowest comes at step 2, then the run gets worse
     out = tmp_path / "run"
@@ -363,9 +365,9 @@ def test_fid_evaluator_fails_early_without_extractor(fmnist_small: ImageData, mo
 
     monkeypatch.setenv("GAN_SSL_HOME", str(tmp_path / "nothing"))
     with pytest.raises(WeightsError, match="gan-ssl evaluator train --data fashion-mnist"):
-        metrics.fid_evaluator(tiny_cfg("eval.every=2"), fmnist_small)
+        monitors.fid_evaluator(tiny_cfg("eval.every=2"), fmnist_small)
     with pytest.raises(DataError, match="unknown feature extractor"):
-        metrics.fid_evaluator(tiny_cfg("eval.every=2", "eval.features=resnet"), fmnist_small)
+        monitors.fid_evaluator(tiny_cfg("eval.every=2", "eval.features=resnet"), fmnist_small)
 
 
 def test_bad_inputs_found_late_are_one_line(real: torch.Tensor, tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from gan_ssl.layers import SelfModulatedBN
 from gan_ssl.models import MODELS, Discriminator, Generator, build, register_model
+from gan_ssl.nn.layers import SelfModulatedBN
 
 torch.manual_seed(0)
 GAN_MODELS = sorted(n for n, m in MODELS.items() if m.family == "gan")  # (Generator, Discriminator) builders; other families test their own

@@ -8,17 +8,20 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from pretext_helpers import ce_cfg, ce_ckpt, sr_cfg, sr_ckpt  # noqa: F401  (fixtures)
+from test_train import assert_same_run
 
-from gan_ssl import api, features, probe
-from gan_ssl import checkpoint as ckpt_io
+from gan_ssl import api
+from gan_ssl.api import train
 from gan_ssl.cli import cli
 from gan_ssl.data import BatchStream, ImageData
+from gan_ssl.engine import checkpoint as ckpt_io
+from gan_ssl.engine.loop import train_step
+from gan_ssl.engine.state import build_state
+from gan_ssl.evaluation import features, probe
 from gan_ssl.families.srgan import downsample
 from gan_ssl.models import build
 from gan_ssl.models.srgan import SRGenerator, Upsample2x
-from gan_ssl.train import build_state, train, train_step
-from pretext_helpers import ce_cfg, ce_ckpt, sr_cfg, sr_ckpt  # noqa: F401  (fixtures)
-from test_train import assert_same_run
 
 
 def _small(data, n):
@@ -223,7 +226,7 @@ def test_pretext_commands_refuse_other_checkpoints(ce_ckpt, sr_ckpt, tiny_run, t
 
 
 def test_cli_defaults_are_the_api_defaults():
-    from gan_ssl import pretext
+    from gan_ssl.evaluation import pretext
 
     for name, keys in {"inpaint": ("mask", "seed", "limit", "batch_size"), "super-resolve": ("limit", "batch_size"),
                        "eval-inpaint": ("mask", "split", "n", "seed", "nn_database", "batch_size"),

@@ -10,10 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gan_ssl import features as fe
-from gan_ssl import probe as pr
 from gan_ssl.cli import cli
 from gan_ssl.data import ImageData
+from gan_ssl.evaluation import features as fe
+from gan_ssl.evaluation import monitors
+from gan_ssl.evaluation import probe as pr
 
 
 def _blobs(n: int, seed: int, classes: int = 10, dim: int = 32, sep: float = 8.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +170,7 @@ def test_probe_evaluator_restores_mode(tiny_run, fmnist_small):
     bundle = api.load(tiny_run)
     D = bundle.representation().module
     D.train()
-    ev = pr.probe_evaluator(cfg, fmnist_small)
+    ev = monitors.probe_evaluator(cfg, fmnist_small)
     out = ev(bundle)
     assert set(out) == {"probe_acc"} and 0.0 <= out["probe_acc"] <= 1.0
     assert D.training
@@ -180,12 +181,13 @@ def test_probe_evaluator_without_labels_is_off(fmnist_small):
     from conftest import tiny_cfg
 
     unlabeled = ImageData(fmnist_small.images[:20], torch.full((20,), -1), "folder:x")
-    assert pr.probe_evaluator(tiny_cfg(), unlabeled)(SimpleNamespace()) == {}
+    assert monitors.probe_evaluator(tiny_cfg(), unlabeled)(SimpleNamespace()) == {}
 
 
 def test_trainer_logs_probe_acc(tmp_path, fmnist_small):
     from conftest import tiny_cfg
-    from gan_ssl.train import train
+
+    from gan_ssl.api import train
 
     cfg = tiny_cfg("eval.every=2", "eval.fid=false", "eval.probe_n=40", "train.steps=2")
     train(cfg, tmp_path / "run", progress=False, data=fmnist_small)
@@ -198,8 +200,8 @@ def test_in_training_probe_leaves_the_run_unchanged(tmp_path, fmnist_small):
     networks, optimizers and RNG as the run without it (what the demo's eval.every relies on)."""
     from conftest import tiny_cfg
 
-    from gan_ssl import checkpoint as ckpt_io
-    from gan_ssl.train import train
+    from gan_ssl.api import train
+    from gan_ssl.engine import checkpoint as ckpt_io
 
     with_eval = tiny_cfg("eval.every=2", "eval.fid=false", "eval.probe_n=40", "train.steps=4")
     train(with_eval, tmp_path / "a", progress=False, data=fmnist_small)
@@ -214,7 +216,7 @@ def test_in_training_probe_leaves_the_run_unchanged(tmp_path, fmnist_small):
 
 def test_knn_matches_a_hand_computation_on_a_toy_set():
     """Weighted kNN (Wu et al. 2018): cosine similarity to each labelled point, the k nearest vote with exp(sim / T)."""
-    from gan_ssl.knn import knn_predict
+    from gan_ssl.evaluation.knn import knn_predict
 
     train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.2]])
     labels = torch.tensor([0, 0, 1, 1, 2])
@@ -265,7 +267,7 @@ def test_cli_probe_each_layer_gives_one_row_per_block(tiny_run):
 def test_features_plot_writes_a_tsne_picture_coloured_by_class(tiny_run, tmp_path):
     from PIL import Image
 
-    from gan_ssl.embedding import tsne_2d
+    from gan_ssl.evaluation.embedding import tsne_2d
 
     r = CliRunner().invoke(cli, ["features", str(tiny_run), "--data", "fashion-mnist", "--split", "test", "--limit", "150",
                                  "--out", str(tmp_path / "f.pt"), "--plot", str(tmp_path / "tsne.png"), "--quiet"])

@@ -12,17 +12,19 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from gan_ssl import api
-from gan_ssl import checkpoint as ckpt_io
+from gan_ssl.api import train
 from gan_ssl.cli import cli
-from gan_ssl.config import resolve
+from gan_ssl.core.errors import ConfigError
 from gan_ssl.data import ImageData
-from gan_ssl.errors import ConfigError
+from gan_ssl.engine import checkpoint as ckpt_io
+from gan_ssl.engine.loop import train_step
+from gan_ssl.engine.state import build_state
 from gan_ssl.families import FAMILIES, StepContext
 from gan_ssl.families.progressive import GrowConfig, GrowState, fade_reals, grow_schedule
-from gan_ssl.layers import MinibatchStdDev
+from gan_ssl.families.resolve import resolve
 from gan_ssl.models import build
 from gan_ssl.models.pggan import upscale
-from gan_ssl.train import build_state, train, train_step
+from gan_ssl.nn.layers import MinibatchStdDev
 
 # 8 images per batch: 4x4 for 16 images (steps 0-1), 8x8 fades in over 32 (steps 2-5: alpha 0, .25, .5, .75),
 # stabilises for 16 (steps 6-7), 16x16 fades over steps 8-11, ...
@@ -297,8 +299,8 @@ def test_features_and_probe_read_d_through_the_bundle(grown_run, tmp_path):
 
 
 def test_fid_of_a_checkpoint(grown_run, tmp_path, monkeypatch):
-    from gan_ssl import evaluator as ev
-    from gan_ssl import metrics
+    from gan_ssl.evaluation import extractor as ev
+    from gan_ssl.evaluation import fid as metrics
 
     home = tmp_path / "home"
     ev.train_evaluator("fashion-mnist", epochs=1, batch_size=64, width=4, feature_dim=8, limit=256,

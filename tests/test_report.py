@@ -46,7 +46,7 @@ def tb_run(tmp_path_factory: pytest.TempPathFactory, fmnist_small: ImageData) ->
     """A 6-step SSGAN run with TensorBoard on, grids at steps 2, 4, 6 and an evaluation (stub FID + probe) every 2 steps."""
     from conftest import tiny_cfg
 
-    from gan_ssl.train import train
+    from gan_ssl.api import train
 
     scores = iter([(30.0, 0.5), (20.0, 0.6), (15.0, 0.65)])
 
@@ -135,8 +135,9 @@ def test_tensorboard_may_change_on_resume(tmp_path: Path) -> None:
     a key that may not change is still refused."""
     from conftest import tiny_cfg
 
-    from gan_ssl.errors import ConfigError
-    from gan_ssl.train import check_resume_compatible, train
+    from gan_ssl.api import train
+    from gan_ssl.core.errors import ConfigError
+    from gan_ssl.engine.state import check_resume_compatible
 
     check_resume_compatible(tiny_cfg("train.tensorboard=true"), tiny_cfg().to_dict())
     with pytest.raises(ConfigError, match="train.batch_size"):
@@ -149,7 +150,7 @@ def test_tensorboard_may_change_on_resume(tmp_path: Path) -> None:
 
 
 def test_tensorboard_without_the_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gan_ssl.tblog import MISSING
+    from gan_ssl.engine.tensorboard import MISSING
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # `import` now raises ImportError
     out = tmp_path / "run"
@@ -167,7 +168,7 @@ def test_report_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_report_of_a_bare_run_and_grid_spacing(tmp_path: Path) -> None:
     """A run with only metrics (no checkpoint, config or eval) still gets a page; many grids are thinned evenly, last kept."""
-    from gan_ssl.report import sample_grids, write_report
+    from gan_ssl.evaluation.report import sample_grids, write_report
 
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "d_loss": 1.0 / s, "img_s": 100.0}) + "\n" for s in (1, 2, 3)))
     (tmp_path / "samples").mkdir()

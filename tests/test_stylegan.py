@@ -5,14 +5,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from test_progressive import ROT, pcfg
 
 from gan_ssl import api
-from gan_ssl import checkpoint as ckpt_io
+from gan_ssl.api import train
 from gan_ssl.cli import cli
+from gan_ssl.engine import checkpoint as ckpt_io
 from gan_ssl.families import FAMILIES, StepContext
 from gan_ssl.families.progressive import GrowState
-from gan_ssl.train import train
-from test_progressive import ROT, pcfg
 
 
 def _ctx():

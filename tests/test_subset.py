@@ -1,11 +1,11 @@
 """data.subset: a seeded, class-balanced random subset for low-data studies, recorded in the checkpoint."""
 import pytest
 import torch
-
 from conftest import tiny_cfg
+
+from gan_ssl.core.errors import CheckpointError, DataError
 from gan_ssl.data import FolderSource, ImageData
-from gan_ssl.subset import subset_rows, take_subset
-from gan_ssl.errors import CheckpointError, DataError
+from gan_ssl.data.subset import subset_rows, take_subset
 
 
 def _labels(per_class=(100,) * 10):
@@ -70,8 +70,9 @@ def test_take_subset_of_a_streamed_folder(tmp_path):
 
 
 def test_training_on_a_subset_records_it_and_resume_checks_it(tmp_path, fmnist_small):
-    from gan_ssl.checkpoint import load, to_bytes, write_atomic
-    from gan_ssl.train import train
+    from gan_ssl.api import train
+    from gan_ssl.core.files import write_atomic
+    from gan_ssl.engine.checkpoint import load, to_bytes
 
     cfg = tiny_cfg("train.steps=2", "data.subset=40", "data.subset_seed=3", "train.ckpt_every=2")
     train(cfg, tmp_path / "r", progress=False, data=fmnist_small)

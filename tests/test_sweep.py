@@ -10,16 +10,18 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_cfg
-from gan_ssl import checkpoint as ckpt_io
-from gan_ssl.config import resolve
+from test_train import _small, assert_same_run
+
+from gan_ssl.api import train
+from gan_ssl.core.errors import CheckpointError, ConfigError, DataError
+from gan_ssl.core.seeds import derive_seed
 from gan_ssl.data import EpochSampler, FolderSource, ImageData, load_images
-from gan_ssl.errors import CheckpointError, ConfigError, DataError
+from gan_ssl.engine import checkpoint as ckpt_io
+from gan_ssl.engine.rundir import numbered_checkpoints
+from gan_ssl.engine.state import build_state, correct_lazy_optimizers, lazy_ratios
 from gan_ssl.families import FAMILIES, StepContext
-from gan_ssl.seeds import derive_seed
-from gan_ssl.train import build_state, correct_lazy_optimizers, lazy_ratios, numbered_checkpoints, train
-from test_train import assert_same_run, _small
+from gan_ssl.families.resolve import resolve
 
 
 def _folder(tmp_path, n=48, classes=("a", "b", "c", "d")):
@@ -38,7 +40,7 @@ def test_a_torn_last_log_line_does_not_stop_resume_report_or_api(tmp_path, fmnis
     """A kill during an append leaves half a JSON line: resume, the report and api.last_eval drop it (was a
     JSONDecodeError traceback); a bad line anywhere else is a one-line DataError."""
     from gan_ssl import api
-    from gan_ssl.report import read_metrics
+    from gan_ssl.evaluation.report import read_metrics
 
     common = ("train.ckpt_every=2", "train.log_every=1", "data.limit=40")
     data = _small(fmnist_small, 40)
@@ -85,7 +87,7 @@ def test_a_checkpoint_without_a_buffer_is_refused(tiny_run, tmp_path):
 
 
 def test_an_export_without_its_buffers_is_refused(tiny_run, tmp_path):
-    from gan_ssl.export import CONFIG_FILE, export, load_generator
+    from gan_ssl.inference.export import CONFIG_FILE, export, load_generator
 
     out = tmp_path / "export"
     export(tiny_run / "checkpoints" / "latest.pt", out)
@@ -251,7 +253,7 @@ def test_only_torch_fidelity_input_checks_read_as_rejected_inputs():
     """Every ValueError inside torch-fidelity was reported as 'rejected the inputs', bugs included."""
     from torch_fidelity.helpers import vassert
 
-    from gan_ssl.metrics import _raised_by_fidelity_check
+    from gan_ssl.evaluation.fid import _raised_by_fidelity_check
 
     try:
         vassert(False, "input1 is empty")
@@ -298,7 +300,7 @@ def test_a_foreign_cifar_file_is_one_line(tmp_path, monkeypatch):
 def test_inputs_of_the_wrong_height_are_fitted_like_the_wrong_width(tmp_path):
     from PIL import Image
 
-    from gan_ssl.pretext import read_images
+    from gan_ssl.evaluation.pretext import read_images
 
     Image.fromarray(np.zeros((28, 32), dtype=np.uint8)).save(tmp_path / "a.png")  # 32 wide, 28 high
     assert tuple(read_images(tmp_path / "a.png", 1, 32).shape) == (1, 1, 32, 32)

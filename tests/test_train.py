@@ -7,21 +7,22 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-
 import toy_family  # noqa: F401  (registers the test-toy family)
 from conftest import tiny_cfg
+
 from gan_ssl import api
-from gan_ssl import checkpoint as ckpt_io
-from gan_ssl.config import resolve
+from gan_ssl.api import train
+from gan_ssl.core.errors import CheckpointError, ConfigError, DivergenceError
 from gan_ssl.data import ImageData
-from gan_ssl.errors import CheckpointError, ConfigError, DivergenceError
+from gan_ssl.engine import checkpoint as ckpt_io
+from gan_ssl.engine.loop import run_phase, train_step
+from gan_ssl.engine.state import build_state
 from gan_ssl.families import gan as gan_family
-from gan_ssl.losses import g_hinge
-from gan_ssl.train import build_state, run_phase, train, train_step
+from gan_ssl.families.resolve import resolve
+from gan_ssl.nn.losses import g_hinge
 
 
 def _metrics(run):
@@ -294,7 +295,7 @@ def test_minutes_budget_stops_and_resumes(tmp_path, fmnist_small):
 
 
 def test_precision_resolution(monkeypatch):
-    from gan_ssl import train as train_mod
+    from gan_ssl.core import device as train_mod
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(train_mod, "native_bf16_cpu", lambda: True)
@@ -327,7 +328,7 @@ def test_bf16_run_records_its_precision_and_keeps_fp32_weights(tmp_path, fmnist_
 
 
 def test_v1_amp_becomes_precision():
-    from gan_ssl.checkpoint import migrate_v1_config
+    from gan_ssl.engine.checkpoint import migrate_v1_config
 
     assert migrate_v1_config({"train": {"amp": True, "device": "cpu"}})["train"]["precision"] == "bf16"
     assert migrate_v1_config({"train": {"amp": True, "device": "cuda:0"}})["train"]["precision"] == "fp16"

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan_ssl.ema import EMA
 from gan_ssl.families import Family, Phase, Representation, register_family
 from gan_ssl.models import register_model
+from gan_ssl.nn.ema import EMA
 
 
 @register_model("test-toy-net", family="test-toy")

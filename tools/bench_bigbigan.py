@@ -7,18 +7,18 @@ the SSGAN discriminator trained for the same wall-clock budget; offline FID of b
 Setups (same seed, threads and budget: `train.minutes`; `train.steps` is set high so that the budget decides):
   bigbigan   configs/bigbigan_fmnist.yaml
   ssgan      configs/ssgan_fmnist.yaml
-Feature rows, each probed with gan_ssl.probe (logistic regression, L2 chosen on a validation split of the labels)
+Feature rows, each probed with gan_ssl.evaluation.probe (logistic regression, L2 chosen on a validation split of the labels)
 at --fractions, and scored by 1-NN (cosine similarity after centring on the training mean; every training image
 is a neighbour, labels of all of them are used):
   E all                         BigBiGAN's encoder read as the D rows are: every stage plus bn_crelu, avg+max pooled
                                 (`gan-ssl probe RUN --net encoder`'s default)
   E pool, E bn_crelu            its pooled trunk alone, and the same after BN + CReLU (the BigBiGAN paper's readouts)
-  random E ...                  the same encoder and layers with random weights (gan_ssl.features.random_representation, seed 0)
+  random E ...                  the same encoder and layers with random weights (gan_ssl.evaluation.features.random_representation, seed 0)
   BigBiGAN F                    the x-trunk of BigBiGAN's joint D (every block, avg+max pooled)
   SSGAN D                       the SSGAN discriminator (every block, avg+max pooled), trained for the same minutes
   pixels                        raw pixels in [-1, 1]
 FID: offline (`fashion-mnist-cnn`, `gan-ssl evaluator train` once per machine), --fid-n EMA samples against the test split.
-Reconstructions: grids of test and train images next to G(E(x)) (gan_ssl.reconstruct), their mean squared error and the
+Reconstructions: grids of test and train images next to G(E(x)) (gan_ssl.inference.reconstruct), their mean squared error and the
 share of G(E(x)) that the offline Fashion-MNIST classifier puts in x's class (next to its accuracy on the x themselves).
 Checks: E beats pixels by >= 4 points at 100% labels, and a random-init E at every fraction (each E layer).
 Everything is cached as JSON under --out (runs are resumed or reused), so an interrupted benchmark continues.
@@ -36,11 +36,12 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from gan_ssl import features as fe
-from gan_ssl.config import Config, resolve
+from gan_ssl.config import Config
+from gan_ssl.core.errors import GanSslError
 from gan_ssl.data import ImageData
-from gan_ssl.errors import GanSslError
-from gan_ssl.probe import FRACTIONS, L2_GRID, run_probe
+from gan_ssl.evaluation import features as fe
+from gan_ssl.evaluation.probe import FRACTIONS, L2_GRID, run_probe
+from gan_ssl.families.resolve import resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ssgan_claim import _cached  # noqa: E402  (JSON-cached steps, shared by the benchmarks)
@@ -52,8 +53,8 @@ MARGIN_OVER_PIXELS = 0.04  # the issue's target at 100% labels
 
 def train_setup(cfg: Config, out: Path, progress: bool) -> dict[str, Any]:
     """Train (or resume, or reuse) a run up to its budget; returns {ckpt, steps, minutes}."""
-    from gan_ssl.checkpoint import load
-    from gan_ssl.train import train
+    from gan_ssl.api import train
+    from gan_ssl.engine.checkpoint import load
 
     latest = out / "checkpoints" / "latest.pt"
     ck = load(latest) if latest.is_file() else None
@@ -78,7 +79,7 @@ def nn1_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 def fid_of(ckpt: str, n: int) -> dict[str, Any]:
     """Offline FID of a checkpoint's EMA G vs Fashion-MNIST test, or {'fid': None, 'note': why}."""
     try:
-        from gan_ssl import metrics
+        from gan_ssl.evaluation import fid as metrics
 
         r = metrics.compute(ckpt, "fashion-mnist:test", n=n)
         key = next(k for k in r["metrics"] if k.startswith("fid"))
@@ -89,9 +90,9 @@ def fid_of(ckpt: str, n: int) -> dict[str, Any]:
 
 def reconstructions(ckpt: str, out: Path, n_grid: int, n_class: int) -> dict[str, Any]:
     """Test and train grids (x | G(E(x))) and, with the offline classifier, class agreement of G(E(x)) with x's label."""
-    from gan_ssl import evaluator as ev
-    from gan_ssl import reconstruct as rc
     from gan_ssl.data import load_images
+    from gan_ssl.evaluation import extractor as ev
+    from gan_ssl.inference import reconstruct as rc
 
     r: dict[str, Any] = {}
     for split in ("test", "train"):

@@ -6,7 +6,7 @@
 INPUT1 is N Fashion-MNIST training images written to an .npy (a stand-in for N generated samples,
 or --ckpt to sample a checkpoint), INPUT2 is the `fashion-mnist:test` spec (10k images). Each
 end-to-end number is measured cold (empty torch-fidelity cache) and warm (reference statistics cached),
-through our wrapper (`gan_ssl.metrics.compute`, in process, and the `gan-ssl fid` CLI, as a fresh
+through our wrapper (`gan_ssl.evaluation.fid.compute`, in process, and the `gan-ssl fid` CLI, as a fresh
 process) and through `torch_fidelity.calculate_metrics` called directly on the same images held in
 memory, with the same extractor and settings. ratio = direct seconds / wrapper seconds (>= 0.95 wanted).
 Needs the trained extractor (`gan-ssl evaluator train --data fashion-mnist`).
@@ -31,7 +31,7 @@ def _extract_rate(ext_name: str, images: torch.Tensor, batch_size: int, dtype: s
     """Images/s of the torch-fidelity feature extractor alone (FID layer), uint8 [N, C, H, W] in memory."""
     from torch_fidelity.utils import create_feature_extractor
 
-    from gan_ssl import metrics
+    from gan_ssl.evaluation import fid_extractors as metrics
 
     ext = metrics.resolve_extractor(ext_name)
     layer = str(ext.info["feature_layer"])
@@ -48,12 +48,13 @@ def _direct(a: torch.Tensor, b: torch.Tensor, ext_name: str, batch_size: int, ca
     """Seconds for torch_fidelity.calculate_metrics on in-memory datasets of the same images."""
     import torch_fidelity
 
-    from gan_ssl import metrics
+    from gan_ssl.evaluation import fid_extractors as metrics
+    from gan_ssl.evaluation import fid_inputs
 
     ext = metrics.resolve_extractor(ext_name)
     t0 = time.perf_counter()
     torch_fidelity.calculate_metrics(
-        input1=metrics.TensorImages(a, ext.channels), input2=metrics.TensorImages(b, ext.channels), fid=True,
+        input1=fid_inputs.TensorImages(a, ext.channels), input2=fid_inputs.TensorImages(b, ext.channels), fid=True,
         feature_extractor=ext.fidelity_name, feature_extractor_weights_path=str(ext.weights),
         feature_extractor_internal_dtype="float64", batch_size=batch_size, cuda=False, verbose=False,
         cache_root=cache_root, cache=warm, input2_cache_name="bench-direct-ref" if warm else None)
@@ -61,7 +62,7 @@ def _direct(a: torch.Tensor, b: torch.Tensor, ext_name: str, batch_size: int, ca
 
 
 def _ours(npy: Path, ext_name: str, batch_size: int) -> tuple[float, float, bool]:
-    from gan_ssl import metrics
+    from gan_ssl.evaluation import fid as metrics
 
     t0 = time.perf_counter()
     r = metrics.compute(str(npy), "fashion-mnist:test", features=ext_name, batch_size=batch_size)
@@ -86,8 +87,9 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
 
-    from gan_ssl import api, metrics
+    from gan_ssl import api
     from gan_ssl.data import load_images
+    from gan_ssl.evaluation import fid as metrics
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_fid_"))
     if args.ckpt:

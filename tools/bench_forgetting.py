@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gan_ssl.aux import RotationTask
 from gan_ssl.data import ImageData, load_images, to_float
-from gan_ssl.features import DEFAULT_GRID, DEFAULT_POOL, representation_features
+from gan_ssl.evaluation.features import DEFAULT_GRID, DEFAULT_POOL, representation_features
+from gan_ssl.evaluation.probe import run_probe
 from gan_ssl.families.gan import d_representation
+from gan_ssl.families.ssl import RotationTask
 from gan_ssl.models import build
-from gan_ssl.probe import run_probe
 
 
 def task_batch(data: ImageData, by_class: list[torch.Tensor], t: int, batch: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -64,9 +64,10 @@ def mimicry_step_fn(mm: types.SimpleNamespace, images: torch.Tensor, ngf: int, n
 
 
 def gan_ssl_step_fn(config: str | None, overrides: list[str], images: torch.Tensor) -> tuple[Callable[[], int], Any]:
-    from gan_ssl.config import resolve
     from gan_ssl.data import ImageData
-    from gan_ssl.train import build_state, train_step
+    from gan_ssl.engine.loop import train_step
+    from gan_ssl.engine.state import build_state
+    from gan_ssl.families.resolve import resolve
 
     cfg = resolve(config, overrides)
     data = ImageData(images, torch.zeros(images.shape[0], dtype=torch.long), "fashion-mnist")

@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from gan_ssl import pretext, probe
-from gan_ssl.config import resolve
+from gan_ssl.api import train
+from gan_ssl.core.errors import DataError
 from gan_ssl.data import load_images
-from gan_ssl.errors import DataError
-from gan_ssl.train import train
+from gan_ssl.evaluation import pretext, probe
+from gan_ssl.families.resolve import resolve
 
 CONFIGS = ("inpaint_fmnist", "sr2x_fmnist", "sr4x_fmnist")
 CIFAR = ["data.name=cifar10", "data.channels=3"]  # the same recipes on CIFAR-10 (colour: Y columns in the tables)

@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from gan_ssl import features as fe
-from gan_ssl.config import resolve
-from gan_ssl.probe import probe_once
+from gan_ssl.evaluation import features as fe
+from gan_ssl.evaluation.probe import probe_once
+from gan_ssl.families.resolve import resolve
 
 
 def main() -> None:

@@ -110,8 +110,8 @@ def sample_canonical(G: nn.Module, n: int, seed: int, batch_size: int = 64) -> t
 def train_config(config: str, overrides: list[str], minutes: float, seed: int, threads: int, out: Path, progress: bool,
                  steps: int = 0) -> dict[str, Any]:
     """Train a gan_ssl config for `minutes` of training time (or exactly `steps` steps) into `out`; returns steps and speed."""
-    from gan_ssl.config import resolve
-    from gan_ssl.train import train
+    from gan_ssl.api import train
+    from gan_ssl.families.resolve import resolve
 
     budget = ["train.minutes=0", f"train.steps={steps}"] if steps else [f"train.minutes={minutes}", "train.steps=1000000000"]
     over = [f"seed={seed}", *budget, f"train.threads={threads}", "eval.every=0",
@@ -128,7 +128,7 @@ def train_config(config: str, overrides: list[str], minutes: float, seed: int, t
 
 def score(images: torch.Tensor) -> dict[str, float]:
     """FID, KID, precision/recall of uint8 samples [N, 1, 32, 32] vs the Fashion-MNIST test split (offline extractor)."""
-    from gan_ssl import metrics
+    from gan_ssl.evaluation import fid as metrics
 
     r = metrics.compute(images, "fashion-mnist:test", kid=True, prc=True)
     m = r["metrics"]
@@ -158,7 +158,7 @@ def _run_name(name: str, args: argparse.Namespace, seed: int) -> str:
 def probe_run(out: Path, fractions: str = "0.01,0.1,1.0", seeds: int = 3) -> dict[str, float]:
     """Linear probe of a run's representation (the family's default network, default features protocol):
     test top-1 per label fraction, mean over `seeds` label subsets."""
-    from gan_ssl import probe as pr
+    from gan_ssl.evaluation import probe as pr
 
     r = pr.probe(out, "fashion-mnist", pr.parse_fractions(fractions), seeds)
     (row,) = r["rows"].values()

@@ -8,8 +8,8 @@ Setups (same seed, steps and data): `no-rotation` (configs/ssgan_fmnist.yaml wit
 same recipe without self-supervision), `ssgan` (configs/ssgan_fmnist.yaml), `rotation-only` (the SSGAN config with
 loss.d_adv_weight=0 and the rotation task in every step: D learns rotation alone; G gets alpha * rotation loss and
 no adversarial signal), `random-d` (the SSGAN architecture, random init, no training). For each: offline
-FID of the EMA generator against the test split (gan_ssl.metrics, where there is a trained generator) and the
-linear probe of D at 1%, 10% and 100% labels (gan_ssl.probe); raw-pixel logistic regression is the reference row.
+FID of the EMA generator against the test split (gan_ssl.evaluation.fid, where there is a trained generator) and the
+linear probe of D at 1%, 10% and 100% labels (gan_ssl.evaluation.probe); raw-pixel logistic regression is the reference row.
 
 Probes run once per pooling grid in --grids: 1 is the issue's protocol (each block pooled globally, 256 dims at
 width 32); 4 keeps a 4x4 layout per block (4,096 dims), the usual linear-evaluation protocol for conv features
@@ -32,10 +32,11 @@ from typing import Any
 
 import torch
 
-from gan_ssl import features as fe
-from gan_ssl.config import Config, resolve
-from gan_ssl.errors import GanSslError
-from gan_ssl.probe import FRACTIONS, L2_GRID, run_probe
+from gan_ssl.config import Config
+from gan_ssl.core.errors import GanSslError
+from gan_ssl.evaluation import features as fe
+from gan_ssl.evaluation.probe import FRACTIONS, L2_GRID, run_probe
+from gan_ssl.families.resolve import resolve
 
 SETUPS: dict[str, tuple[str, list[str]]] = {
     "no-rotation": ("configs/ssgan_fmnist.yaml", ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0"]),
@@ -57,8 +58,8 @@ def _cached(path: Path, fn: Any) -> dict[str, Any]:
 
 def train_setup(name: str, cfg: Config, out: Path, progress: bool) -> Path:
     """Train (or resume, or reuse) one setup's run; returns its latest checkpoint."""
-    from gan_ssl.checkpoint import load
-    from gan_ssl.train import train
+    from gan_ssl.api import train
+    from gan_ssl.engine.checkpoint import load
 
     latest = out / "checkpoints" / "latest.pt"
     if latest.is_file() and int(load(latest)["step"]) >= cfg.train.steps:
@@ -72,7 +73,7 @@ def train_setup(name: str, cfg: Config, out: Path, progress: bool) -> Path:
 def fid_of(ckpt: Path, n: int, device: str) -> dict[str, Any]:
     """Offline FID of a checkpoint's EMA G vs Fashion-MNIST test, or {'fid': None, 'note': why}."""
     try:
-        from gan_ssl import metrics
+        from gan_ssl.evaluation import fid as metrics
 
         r = metrics.compute(str(ckpt), "fashion-mnist:test", n=n, device=device)
         key = next(k for k in r["metrics"] if k.startswith("fid"))

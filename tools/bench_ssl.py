@@ -96,9 +96,9 @@ def wait_while_paused(args: argparse.Namespace) -> None:
 
 def train_cell(budget: str, method: str, seed: int, args: argparse.Namespace, full: Any) -> dict[str, Any]:
     """Train one (budget, method, seed) run unless cached; score its final checkpoint. Returns the cached result."""
-    from gan_ssl.config import resolve
-    from gan_ssl.probe import probe_evaluator
-    from gan_ssl.train import train
+    from gan_ssl.api import train
+    from gan_ssl.evaluation.monitors import probe_evaluator
+    from gan_ssl.families.resolve import resolve
 
     out = run_dir(args, budget, method, seed)
     cache = out / "result.json"

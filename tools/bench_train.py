@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from gan_ssl.config import resolve
 from gan_ssl.data import ImageData, load_images
-from gan_ssl.train import build_state, train_step
+from gan_ssl.engine.loop import train_step
+from gan_ssl.engine.state import build_state
+from gan_ssl.families.resolve import resolve
 
 
 def _setup(path: Path, overrides: list[str], data: ImageData):

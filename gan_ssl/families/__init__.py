@@ -2,7 +2,7 @@
 
 Importing this package registers every family (`FAMILIES`, filled by `register_family`).
 """
+from gan_ssl.families import bigbigan, context_encoder, gan, pggan, srgan, stylegan
 from gan_ssl.families.base import FAMILIES, Family, Phase, Representation, StepContext, register_family
-from gan_ssl.families import bigbigan, context_encoder, gan, pggan, srgan, stylegan  # noqa: F401  (registration side effect)
 
 __all__ = ["FAMILIES", "Family", "Phase", "Representation", "StepContext", "register_family"]

@@ -1,4 +1,4 @@
-"""The family protocol: what a training recipe declares so that the one loop (`gan_ssl.train`) can run it.
+"""The family protocol: what a training recipe declares so that the one loop (`gan_ssl.engine.loop`) can run it.
 
 A family owns
     nets        named trainable networks            {"G": ..., "D": ..., "aux": ...}
@@ -20,16 +20,17 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from gan_ssl.augment import diff_augment, parse_policy
-from gan_ssl.ema import EMA
-from gan_ssl.errors import ConfigError
-from gan_ssl.seeds import derive_seed
+from gan_ssl.core.errors import ConfigError
+from gan_ssl.core.seeds import derive_seed
+from gan_ssl.data.stream import Batch
+from gan_ssl.models import build, model_kwargs
+from gan_ssl.nn.augment import diff_augment, parse_policy
+from gan_ssl.nn.ema import EMA
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
     from gan_ssl.data import FolderSource, ImageData
 
-Batch = dict[str, torch.Tensor]  # image [B, C, H, W] float in [-1, 1], label [B], index [B], + family keys
 Logs = dict[str, torch.Tensor]
 
 
@@ -235,3 +236,8 @@ def register_family(name: str) -> Callable[[type[Family]], type[Family]]:
         return cls
 
     return deco
+
+
+def build_model(cfg: "Config") -> Any:
+    """The networks of a resolved config's model (for the gan family: a (Generator, Discriminator) pair)."""
+    return build(cfg.model.name, **model_kwargs(cfg))

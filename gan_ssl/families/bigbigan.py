@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from gan_ssl.aux import AuxTask, build_aux_tasks
-from gan_ssl.errors import ConfigError
-from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, register_family
+from gan_ssl.core.errors import ConfigError
+from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, build_model, register_family
 from gan_ssl.families.gan import EMAGeneratorSampling, d_representation
-from gan_ssl.losses import bigan_d_hinge, bigan_ge_loss
-from gan_ssl.models import build_model
+from gan_ssl.families.ssl import AuxTask, build_aux_tasks
 from gan_ssl.models.bigbigan import Encoder
+from gan_ssl.nn.losses import bigan_d_hinge, bigan_ge_loss
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gan_ssl.errors import ConfigError
+from gan_ssl.core.errors import ConfigError
 from gan_ssl.families.base import Batch, Family, Phase, StepContext
 
 if TYPE_CHECKING:

@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from gan_ssl.core.errors import ConfigError
 from gan_ssl.data import ImageData
-from gan_ssl.errors import ConfigError
-from gan_ssl.families.base import Batch, Logs, Representation, StepContext, register_family
+from gan_ssl.families.base import Batch, Logs, Representation, StepContext, build_model, register_family
 from gan_ssl.families.conditional import ConditionalFamily, two_stage_phases
 from gan_ssl.families.gan import d_representation
-from gan_ssl.losses import ADVERSARIAL
-from gan_ssl.masks import MASKS, apply_mask, composite, draw_masks, overlap_ring
-from gan_ssl.models import build_model
+from gan_ssl.nn.losses import ADVERSARIAL
+from gan_ssl.nn.masks import MASKS, apply_mask, composite, draw_masks, overlap_ring
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config

@@ -6,7 +6,7 @@ number of D steps it stands for), "G" once (adversarial + auxiliary terms on fak
 sngan (and any model registered for this family that builds a (Generator, Discriminator) pair).
 
 The real/fake loss reads D's logits of upright images only; auxiliary tasks append their images
-(rotations) to the same D pass and read the pooled features of those rows (`gan_ssl.aux`).
+(rotations) to the same D pass and read the pooled features of those rows (`gan_ssl.families.ssl`).
 """
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from gan_ssl.aux import AuxTask, build_aux_tasks
+from gan_ssl.core.errors import ConfigError, DataError
 from gan_ssl.data import to_uint8
-from gan_ssl.errors import ConfigError, DataError
-from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, register_family
-from gan_ssl.losses import ADVERSARIAL, r1_penalty
-from gan_ssl.models import build_model
+from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, build_model, register_family
+from gan_ssl.families.ssl import AuxTask, build_aux_tasks
 from gan_ssl.models.base import Discriminator, Generator, refresh_bn_stats
+from gan_ssl.nn.losses import ADVERSARIAL, r1_penalty
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config

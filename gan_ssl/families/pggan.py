@@ -17,7 +17,7 @@ import torch
 
 from gan_ssl.families.base import Batch, Logs, Phase, StepContext, register_family
 from gan_ssl.families.progressive import GrowConfig, ProgressiveFamily
-from gan_ssl.losses import d_wgan, drift_penalty, g_wgan, gradient_penalty
+from gan_ssl.nn.losses import d_wgan, drift_penalty, g_wgan, gradient_penalty
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config

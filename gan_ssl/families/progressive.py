@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from gan_ssl.aux import AuxTask
+from gan_ssl.core.errors import ConfigError, DataError
 from gan_ssl.data import to_uint8
-from gan_ssl.errors import ConfigError, DataError
 from gan_ssl.families.base import Family, Logs, Representation, StepContext
 from gan_ssl.families.gan import build_g_d_aux, d_representation
+from gan_ssl.families.ssl import AuxTask
 from gan_ssl.models.pggan import upscale
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class ProgressiveFamily(Family):
         self.tasks: list[AuxTask] = list(aux.values())
         self.grow = grow_schedule(0, cfg.data.resolution, cfg.loss.grow, t.batch_size)
         if training:
-            # The heads (gan_ssl.aux) are plain nn.Linear layers, weights ~ 1/sqrt(fan_in); D's equalized-LR weights
+            # The heads (gan_ssl.families.ssl) are plain nn.Linear layers, weights ~ 1/sqrt(fan_in); D's equalized-LR weights
             # are N(0, 1), scaled at run time. One Adam lr moves both by the same absolute step, so the heads would
             # move sqrt(fan_in) times faster relative to their size (at lr 1e-2: ~30% per step). Their lr is divided
             # by sqrt(feature_dim): the equalized-LR rule applied to the heads.

@@ -7,7 +7,7 @@ Batches carry `low_res` [B, C, H/s, W/s]: the image area-downsampled (box filter
     "G"      pixel_weight * L1 + feature_weight * L_feat + adv_weight * L_adv   (adv_weight 1e-3, eq. 3-6)
 L_feat is the content loss in a feature space: `d` compares D's block outputs of SR and HR images (the
 project's own network, no pretrained weights), `lpips` is LPIPS with the VGG-16 trunk (needs its file,
-see `gan_ssl.image_metrics`). G at the end of pre-training is kept as `G_psnr` (an EMA entry with beta 0
+see `gan_ssl.evaluation.image_quality`). G at the end of pre-training is kept as `G_psnr` (an EMA entry with beta 0
 that stops following G when the adversarial stage starts), so one run gives both the PSNR model and
 the GAN model. Representation: "D".
 """
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from gan_ssl.ema import EMA
-from gan_ssl.errors import ConfigError
-from gan_ssl.families.base import Batch, Logs, Representation, StepContext, register_family
+from gan_ssl.core.errors import ConfigError
+from gan_ssl.families.base import Batch, Logs, Representation, StepContext, build_model, register_family
 from gan_ssl.families.conditional import ConditionalFamily, two_stage_phases
 from gan_ssl.families.gan import d_representation
-from gan_ssl.losses import ADVERSARIAL, d_relativistic_average, g_relativistic_average
-from gan_ssl.models import build_model
+from gan_ssl.nn.ema import EMA
+from gan_ssl.nn.losses import ADVERSARIAL, d_relativistic_average, g_relativistic_average
+from gan_ssl.nn.lpips import LPIPS
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
@@ -73,7 +73,6 @@ class SRGANFamily(ConditionalFamily):
         if not training:
             return
         if loss.feature == "lpips" and loss.feature_weight > 0:
-            from gan_ssl.image_metrics import LPIPS
 
             self.lpips = LPIPS(loss.lpips_weights or None).to(self.device)
         two_stage_phases(self, G, D)

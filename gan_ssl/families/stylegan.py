@@ -16,18 +16,17 @@ fine styles from another.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from gan_ssl.core.errors import ConfigError, DataError
+from gan_ssl.core.seeds import derive_seed
 from gan_ssl.data import to_uint8
-from gan_ssl.errors import ConfigError, DataError
 from gan_ssl.families.base import Batch, Logs, Phase, StepContext, register_family
 from gan_ssl.families.progressive import GrowConfig, ProgressiveFamily
-from gan_ssl.losses import d_nonsaturating, g_nonsaturating, r1_penalty
 from gan_ssl.models.pggan import upscale
-from gan_ssl.seeds import derive_seed
+from gan_ssl.nn.losses import d_nonsaturating, g_nonsaturating, r1_penalty
 
 if TYPE_CHECKING:
     from gan_ssl.config import Config
@@ -194,28 +193,6 @@ class StyleGANFamily(ProgressiveFamily):
         for i in range(rows):
             out += [left[i : i + 1], cells[i]]
         return torch.cat(out)
-
-
-def style_mix_grid(path: str | Path, rows: int, cols: int, out: str | Path, seed: int = 0, truncation: float = 1.0,
-                   device: str = "cpu") -> Path:
-    """Write a stylegan checkpoint's style-mixing figure (see `StyleGANFamily.style_mix`) as one PNG."""
-    import torchvision.utils as vutils
-
-    from gan_ssl import api
-
-    bundle = api.load(path, device)
-    fam = bundle.family
-    if not isinstance(fam, StyleGANFamily):
-        raise ConfigError(f"style mixing needs a stylegan checkpoint; {bundle.path} is family {bundle.cfg.family}")
-    if rows < 1 or cols < 1:
-        raise ConfigError(f"--style-mix needs ROWS,COLS of at least 1 each, got {rows},{cols}")
-    images = fam.style_mix(rows, cols, seed, truncation)
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"the style-mixing grid is one image: --out must end in .png, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    vutils.save_image(images.float() / 255.0, str(out), nrow=cols + 1, padding=1)
-    return out
 
 
 def parse_rows_cols(text: str) -> tuple[int, int]:

@@ -13,15 +13,10 @@ D: three parts over a pair (x, z) (paper, section 2):
      J  a residual MLP on [F(x) * j_x_scale, H(z)] (spectral norm); a linear head gives the joint score s_xz, plus,
         with `j_projection`, the inner product <P F(x) * j_x_scale, H(z)> (P spectral-normalised), the projection
         discriminator's form (Miyato & Koyama 2018) with H(z) in the place of the class embedding
-Scale of J's inputs: F sum-pools an 8x8 map (SN-GAN), so |F(x)| is large (43-48 in trained runs) while a plain
-spectral-normalised MLP on z gave |H(z)| ~ 0.8; J then read x alone (shuffling z across a batch left s_xz unchanged to
-three decimals after 760 steps), and E got no signal about which z goes with which x. So H and J are residual MLPs
-(the paper's H and J have skip connections: |H(z)| ~ 4-5) and J reads F(x) * `j_x_scale` (1/8 = 1/sqrt(64)). With
-the skips alone J still leaned on x after 700 steps (mean |change of s_xz| 0.70 when x was shuffled, 0.12 for z);
-with both, 0.23 and 0.13 after 643 steps. Even so, on the DCGAN backbone J had not learnt which z goes with which x
-after 1,000 steps (shuffling z moved the mean s_xz of generated pairs by 0.03); an MLP over the concatenation has to
-build the x-z interaction out of ReLUs under spectral norm. The same setting with the projection term moved it by 0.44
-and E's features rose above a random E's (docs/bigbigan.md).
+Scale of J's inputs: F sum-pools an 8x8 map, so |F(x)| is far larger than |H(z)|, and J read x alone. So H and J are
+residual MLPs (as the paper's, with skips) and J reads F(x) * `j_x_scale` (1/sqrt(64)); the projection term gives J
+the x-z interaction that an MLP over the concatenation did not learn in CPU-length runs (measurements:
+docs/bigbigan.md).
 """
 from __future__ import annotations
 
@@ -31,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ssl.layers import maybe_sn, xavier
-from gan_ssl.models.registry import register_model
 from gan_ssl.models.base import Discriminator, Generator
 from gan_ssl.models.dcgan import dcgan
-from gan_ssl.models.sngan import SNGANDiscriminator, sngan
+from gan_ssl.models.registry import register_model
+from gan_ssl.models.sngan import sngan
+from gan_ssl.nn.layers import maybe_sn, xavier
 
 SCORES = ("x", "z", "xz")  # s_x, s_z, s_xz
 BACKBONES = ("sngan", "dcgan")  # where G and F come from

@@ -12,9 +12,9 @@ import math
 import torch
 from torch import nn
 
-from gan_ssl.layers import maybe_sn
 from gan_ssl.models.base import Discriminator, Generator
 from gan_ssl.models.registry import register_model
+from gan_ssl.nn.layers import maybe_sn
 
 
 def _n_stages(resolution: int) -> int:

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ssl.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, pixel_norm
 from gan_ssl.models.base import Discriminator, Generator
 from gan_ssl.models.registry import register_model
+from gan_ssl.nn.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, pixel_norm
 
 LRELU = 0.2
 

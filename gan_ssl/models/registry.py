@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from gan_ssl.errors import ConfigError
+from gan_ssl.core.errors import ConfigError
 
 DATA_ARGS = ("resolution", "channels")  # filled from cfg.data, not part of the model section
 

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ssl.layers import maybe_sn, modulated_bn, xavier
 from gan_ssl.models.base import Discriminator, Generator
 from gan_ssl.models.registry import register_model
+from gan_ssl.nn.layers import maybe_sn, modulated_bn, xavier
 
 _SQRT2 = math.sqrt(2.0)
 

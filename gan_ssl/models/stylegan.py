@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ssl.layers import AdaIN, EqualizedConv2d, EqualizedLinear, NoiseInput, pixel_norm
 from gan_ssl.models.base import Generator
 from gan_ssl.models.pggan import PGGANDiscriminator, idle_rgb_parameters, level_channels, n_levels, upscale
 from gan_ssl.models.registry import register_model
+from gan_ssl.nn.layers import AdaIN, EqualizedConv2d, EqualizedLinear, NoiseInput, pixel_norm
 
 LRELU = 0.2
 
