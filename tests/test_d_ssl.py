@@ -172,7 +172,9 @@ def test_conflicting_settings_exit_2(tmp_path, overrides, message):
     ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "aux.contrastive.d_weight=1"],
     ["train.diffaug=translation,cutout"],
     ["aux.rotation.every=2", "aux.rotation.protocol=one"],
-], ids=["la-one", "la-all-no-gan-loss", "contrastive", "diffaug+rotation", "lazy-rotation"])
+    ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "train.diffaug=translation,cutout", "aux.augself.d_weight=1", "aux.augself.g_weight=1"],
+    ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0", "train.diffaug=translation,cutout", "aux.augself.d_weight=1", "aux.augself.fuse=single"],
+], ids=["la-one", "la-all-no-gan-loss", "contrastive", "diffaug+rotation", "lazy-rotation", "augself", "augself-single"])
 def test_each_method_trains_and_resumes_exactly(tmp_path, fmnist_small, overrides):
     from test_train import _small, assert_same_run
 
@@ -202,7 +204,7 @@ def test_diffaug_is_applied_by_every_family(config, fmnist_small, monkeypatch):
     from gan_ssl.engine.state import build_state
     from gan_ssl.nn import augment
 
-    monkeypatch.setitem(augment.DIFFAUG_OPS, "translation", [lambda x, *a, **k: x + 100.0])
+    monkeypatch.setitem(augment.DIFFAUG_OPS, "translation", [lambda x, *a, **k: (x + 100.0, x.new_zeros(x.shape[0], 2).float())])
     small = SMALL.get(config, ["model.g_width=8", "model.d_width=8"])
     if "sr2x" in config:  # SRGAN's content loss compares D's features of SR and HR pixel by pixel: un-augmented by design
         small = [*small, "loss.feature_weight=0"]
@@ -311,6 +313,14 @@ def _sym_cases():
     cases["contrastive-no-fake-term"] = [*off, "aux.contrastive.d_weight=1", "aux.contrastive.fake_weight=0"]
     cases["contrastive+diffaug"] = [*off, "aux.contrastive.d_weight=1", "train.diffaug=translation,cutout"]
     cases["rotation-rotation-g-only"] = ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0.2"]
+    augself = ["train.diffaug=translation,cutout", "aux.augself.d_weight=1", "aux.augself.g_weight=1"]
+    for fuse in ("difference", "single"):
+        cases[f"augself-{fuse}"] = [*off, *augself, f"aux.augself.fuse={fuse}"]
+        cases[f"augself-{fuse}-d-only"] = [*off, *augself, f"aux.augself.fuse={fuse}", "aux.augself.g_weight=0"]
+        cases[f"augself-{fuse}+rotation-one-every4-fold"] = [*augself, f"aux.augself.fuse={fuse}", "aux.rotation.protocol=one",
+                                                             "aux.rotation.every=4", "aux.rotation.lazy=fold"]
+        cases[f"augself-{fuse}+la-all"] = [*off, *augself, f"aux.augself.fuse={fuse}", "aux.label_aug.d_weight=1", "aux.label_aug.g_weight=1"]
+        cases[f"augself-{fuse}-quarter"] = [*off, *augself, f"aux.augself.fuse={fuse}", "aux.augself.rows=0.25"]
     return cases
 
 

@@ -14,6 +14,10 @@ Methods (each on the main job's CPU recipe, configs/ssgan_fmnist.yaml, or the na
     rotation-fold     rotation with aux.rotation.lazy=fold: the rotated rows join the D and G passes of every 4th step
                       instead of phases of their own (1.15x faster per step here)
     contrad-sn        ContraD with the paper's kind of D: spectral norm instead of BatchNorm (SNDCGAN-like)
+    augself           AugSelf-GAN on diffaug (Hou et al. 2023): D regresses the DiffAugment parameters from
+                      D(augmented) - D(original) (configs/augself_fmnist.yaml)
+    augself-single    the same from D(augmented) alone: no extra D rows (the official code's `sin` option)
+    augself-quarter   augself on the first quarter of each batch only: a quarter of the extra rows (a variant)
     la-plus, la+diffaug, rotation-every1, rotation-fold+diffaug, sngan-paper, ssgan-paper: extra entries (--methods)
 Data budgets (`data.subset`, class-balanced, subset seed 0, the same images for every method and seed): all 60k
 training images, 1200 (2%), 120 (0.2%, 12 per class).
@@ -51,6 +55,7 @@ import bench_quality as bq  # noqa: E402
 BASE = "configs/ssgan_fmnist.yaml"
 OFF = ["aux.rotation.d_weight=0", "aux.rotation.g_weight=0"]
 DIFFAUG = "train.diffaug=translation,cutout"
+AUGSELF = ["aux.augself.d_weight=1", "aux.augself.g_weight=1"]  # AugSelf-GAN's weights (configs/augself_fmnist.yaml)
 METHODS: dict[str, tuple[str, list[str]]] = {
     "none": (BASE, OFF),
     "rotation": (BASE, []),
@@ -64,6 +69,9 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "rotation-fold": (BASE, ["aux.rotation.lazy=fold"]),
     "rotation-fold+diffaug": (BASE, ["aux.rotation.lazy=fold", DIFFAUG]),
     "contrad-sn": ("configs/contrad_fmnist.yaml", ["model.spectral_norm=true"]),
+    "augself": (BASE, [*OFF, DIFFAUG, *AUGSELF]),
+    "augself-single": (BASE, [*OFF, DIFFAUG, *AUGSELF, "aux.augself.fuse=single"]),
+    "augself-quarter": (BASE, [*OFF, DIFFAUG, *AUGSELF, "aux.augself.rows=0.25"]),
     "sngan-paper": ("configs/sngan_paper.yaml", []),
     "ssgan-paper": ("configs/ssgan_paper.yaml", []),
 }

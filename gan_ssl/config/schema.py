@@ -68,10 +68,22 @@ class ContrastiveConfig:
 
 
 @dataclass
+class AugSelfConfig:
+    d_weight: float = 0.0  # AugSelf-GAN (Hou et al. 2023): D regresses the DiffAugment parameters of real views and their
+    # negation for fake views (MSE); needs train.diffaug; the paper and its code use 1.0 for both weights; 0 = off
+    g_weight: float = 0.0  # G's MSE(pred, params) - MSE(pred, -params) on its augmented fakes
+    fuse: str = "difference"  # difference: the head reads D(augmented) - D(original), the paper's (every original costs a
+    # D row) | single: D(augmented) alone (the official code's `sin` option; no extra rows)
+    rows: float = 1.0  # share of each batch (first rows) the task reads; with `difference` only their originals are extra
+    # D rows: 0.25 costs a quarter of the paper's extra rows (a variant; 1.0 = the paper)
+
+
+@dataclass
 class AuxConfig:
     rotation: RotationConfig = field(default_factory=RotationConfig)
     label_aug: LabelAugConfig = field(default_factory=LabelAugConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    augself: AugSelfConfig = field(default_factory=AugSelfConfig)
 
 
 @dataclass
@@ -141,6 +153,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "aux.rotation.protocol": ("all", "split", "one"),
     "aux.rotation.lazy": ("phases", "fold"),
     "aux.label_aug.protocol": ("all", "split", "one"),
+    "aux.augself.fuse": ("difference", "single"),
     "train.ema_ramp": ("step", "none"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
 }
@@ -163,6 +176,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "aux.contrastive.temperature": (1e-4, 100),
     "aux.contrastive.proj_dim": (1, 65536),
     "aux.contrastive.hidden": (1, 65536),
+    "aux.augself.d_weight": (0, math.inf),
+    "aux.augself.g_weight": (0, math.inf),
+    "aux.augself.rows": (0.01, 1.0),
     "train.steps": (1, 10**9),
     "train.minutes": (0, 10**7),
     "train.batch_size": (2, 10**6),

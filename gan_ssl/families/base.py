@@ -14,6 +14,7 @@ none of the names: it reads them from these declarations.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
@@ -127,7 +128,7 @@ class Family:
     def check_common(cls, cfg: "Config") -> None:
         """Rules every family shares: only the aux tasks its phases apply may have a weight, and the DiffAugment
         policy must parse (no rotation, colour only for colour data)."""
-        for name in ("rotation", "label_aug", "contrastive"):
+        for name in (f.name for f in dataclasses.fields(cfg.aux)):
             sub = getattr(cfg.aux, name)
             if (sub.d_weight > 0 or getattr(sub, "g_weight", 0.0) > 0) and name not in cls.supported_aux:
                 takes = ", ".join(f"aux.{n}" for n in cls.supported_aux) or "no auxiliary task"

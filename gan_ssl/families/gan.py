@@ -19,8 +19,9 @@ import torch
 from gan_ssl.core.errors import ConfigError, DataError
 from gan_ssl.data import to_uint8
 from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, build_model, register_family
-from gan_ssl.families.ssl import AuxTask, build_aux_tasks
+from gan_ssl.families.ssl import Augmented, AuxTask, build_aux_tasks
 from gan_ssl.models.base import Discriminator, Generator, refresh_bn_stats
+from gan_ssl.nn.augment import diff_augment_with_params
 from gan_ssl.nn.losses import ADVERSARIAL, r1_penalty
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def build_g_d_aux(fam: Family) -> tuple[Generator, Discriminator, torch.nn.Modul
     """The config's G and D and D's auxiliary heads, placed on the family's device as nets G, D, aux,
     with G's EMA and the grid latents (the gan and progressive families)."""
     G, D = build_model(fam.cfg)
-    aux = build_aux_tasks(fam.cfg.aux, D)
+    aux = build_aux_tasks(fam.cfg.aux, D, fam.diffaug)
     fam.G, fam.D, fam.aux = fam.place(G), fam.place(D), aux.to(fam.device)
     fam.nets = {"G": fam.G, "D": fam.D, "aux": fam.aux}
     fam.track_generator(fam.G)
@@ -89,7 +90,7 @@ class GANFamily(EMAGeneratorSampling, Family):
     loss_config = GANLoss
     default_model = "sngan"
     representations = ("D",)
-    supported_aux = ("rotation", "label_aug", "contrastive")
+    supported_aux = ("rotation", "label_aug", "contrastive", "augself")
     lazy_aux = True
 
     def __init__(self, cfg: "Config", device: torch.device | str = "cpu", training: bool = True) -> None:
@@ -126,20 +127,33 @@ class GANFamily(EMAGeneratorSampling, Family):
     @classmethod
     def validate(cls, cfg: "Config") -> None:
         aux = cfg.aux
-        if cfg.loss.d_adv_weight == 0 and not any(getattr(aux, n).d_weight > 0 for n in ("rotation", "label_aug", "contrastive")):
+        if cfg.loss.d_adv_weight == 0 and not any(getattr(aux, n).d_weight > 0 for n in ("rotation", "label_aug", "contrastive", "augself")):
             raise ConfigError("D has nothing to learn: loss.d_adv_weight and every aux.*.d_weight are 0")
         if (aux.rotation.d_weight > 0 or aux.rotation.g_weight > 0) and (aux.label_aug.d_weight > 0 or aux.label_aug.g_weight > 0):
             raise ConfigError("aux.rotation (SSGAN) and aux.label_aug (SSGAN-LA) are alternatives: the LA head already predicts the "
                               "rotation; set the weights of one of them to 0")
         if aux.contrastive.d_weight > 0 and cfg.loss.d_adv_weight == 0:
             raise ConfigError("aux.contrastive scores real/fake with a head trained by the adversarial loss; keep loss.d_adv_weight > 0")
+        if (aux.augself.d_weight > 0 or aux.augself.g_weight > 0) and not cfg.train.diffaug.strip():
+            raise ConfigError("aux.augself predicts DiffAugment's parameters and needs train.diffaug (e.g. translation,cutout)")
+        if (aux.augself.d_weight > 0 or aux.augself.g_weight > 0) and aux.contrastive.d_weight > 0:
+            raise ConfigError("aux.augself and aux.contrastive are alternatives: ContraD's D sees SimCLR views, not the DiffAugment "
+                              "views whose parameters augself predicts; set the weights of one of them to 0")
         if aux.rotation.every > 1 and cfg.loss.d_adv_weight == 0:
             raise ConfigError("aux.rotation.every > 1 (lazy rotation) needs the adversarial loss in the D phase; "
                               "for the rotation-only ablation use aux.rotation.every=1")
 
     # --- phases --------------------------------------------------------------------------------
-    def _d_pass(self, x: torch.Tensor, side: str, tasks: list[AuxTask] | None = None) -> tuple[torch.Tensor, torch.Tensor, list[tuple[AuxTask, int, Any]]]:
-        """D over the upright batch x [B, ...] and every active task's extra images (one pass for a BatchNorm D).
+    def _augment(self, x: torch.Tensor) -> tuple[torch.Tensor, Augmented | None]:
+        """DiffAugment of x [B, C, H, W] (the same draws as `augment`) and what it did (None when off)."""
+        if not self.diffaug:
+            return x, None
+        out, params = diff_augment_with_params(x, self.diffaug)
+        return out, Augmented(x, params)
+
+    def _d_pass(self, x: torch.Tensor, side: str, tasks: list[AuxTask] | None = None,
+                aug: Augmented | None = None) -> tuple[torch.Tensor, torch.Tensor, list[tuple[AuxTask, int, Any]]]:
+        """D over the upright batch x [B, ...] (augmented; `aug` says how) and every active task's extra images (one pass for a BatchNorm D).
         Returns (real/fake logits of the upright rows [B], features of all rows [B + E, F], [(task, n_extra, context)]).
         A task with its own real/fake head (ContraD) supplies the logits and the view of x that D scores."""
         tasks = self.tasks if tasks is None else tasks
@@ -147,7 +161,7 @@ class GANFamily(EMAGeneratorSampling, Family):
         parts, extras, stats_only = [adv], [], []
         for task in tasks:
             if task.weight(side) > 0:
-                images, context = task.extra_inputs(x, side)
+                images, context = task.extra_inputs(x, side, aug)
                 if images.shape[0]:
                     parts.append(images)
                 extras.append((task, images.shape[0], context))
@@ -193,15 +207,16 @@ class GANFamily(EMAGeneratorSampling, Family):
     def phase_d(self, batch: Batch | None, ctx: StepContext) -> Logs:
         """Adversarial loss on upright reals and fakes + weighted auxiliary terms on reals (and on fakes for LA/ContraD)."""
         assert batch is not None
-        real = self.augment(batch["image"])  # [B, C, H, W]
+        real, real_aug = self._augment(batch["image"])  # [B, C, H, W]
         B, logs, tasks = real.shape[0], {}, self._step_tasks(ctx, "D")
         with ctx.autocast():
-            real_logits, feats, extras = self._d_pass(real, "d", tasks)
+            real_logits, feats, extras = self._d_pass(real, "d", tasks, real_aug)
             loss = self._aux_terms("d", feats, B, extras, logs)
             if self.adv_weight > 0 or any(task.weight("d_fake") > 0 for task in tasks):
                 with torch.no_grad():
                     fake = self.G(self.G.sample_z(B, device=ctx.device))
-                fake_logits, fake_feats, fake_extras = self._d_pass(self.augment(fake), "d_fake", tasks)
+                fake, fake_aug = self._augment(fake)
+                fake_logits, fake_feats, fake_extras = self._d_pass(fake, "d_fake", tasks, fake_aug)
                 loss = loss + self._aux_terms("d_fake", fake_feats, B, fake_extras, logs)
                 if self.adv_weight > 0:
                     adv = self.d_adv(real_logits.float(), fake_logits.float())
@@ -229,7 +244,8 @@ class GANFamily(EMAGeneratorSampling, Family):
         B, logs = ctx.sched.get("batch_size", self.cfg.train.batch_size), {}
         with ctx.autocast():
             fake = self.G(self.G.sample_z(int(B), device=ctx.device))  # [B, C, H, W]
-            fake_logits, feats, extras = self._d_pass(self.augment(fake), "g", self._step_tasks(ctx, "G"))
+            fake, fake_aug = self._augment(fake)
+            fake_logits, feats, extras = self._d_pass(fake, "g", self._step_tasks(ctx, "G"), fake_aug)
             loss = feats.new_zeros(())
             if self.adv_weight > 0:
                 adv = self.g_adv(fake_logits.float())
@@ -244,9 +260,9 @@ class GANFamily(EMAGeneratorSampling, Family):
         """Lazy self-supervision on reals (every k steps, weight times k): upright and rotated reals in one D pass,
         no adversarial term, so a BatchNorm D cannot tell real from fake by batch statistics here."""
         assert batch is not None
-        real, logs = self.augment(batch["image"]), {}
+        (real, real_aug), logs = self._augment(batch["image"]), {}
         with ctx.autocast():
-            _, feats, extras = self._d_pass(real, "d", self.lazy_tasks)
+            _, feats, extras = self._d_pass(real, "d", self.lazy_tasks, real_aug)
             loss = self._aux_terms("d", feats, real.shape[0], extras, logs)
         ctx.backward(loss)
         logs["loss"] = loss.detach()
@@ -256,8 +272,8 @@ class GANFamily(EMAGeneratorSampling, Family):
         """Lazy self-supervision on fakes (every k steps, weight times k); D is frozen."""
         B, logs = int(ctx.sched.get("batch_size", self.cfg.train.batch_size)), {}
         with ctx.autocast():
-            fake = self.augment(self.G(self.G.sample_z(B, device=ctx.device)))
-            _, feats, extras = self._d_pass(fake, "g", self.lazy_tasks)
+            fake, fake_aug = self._augment(self.G(self.G.sample_z(B, device=ctx.device)))
+            _, feats, extras = self._d_pass(fake, "g", self.lazy_tasks, fake_aug)
             loss = self._aux_terms("g", feats, B, extras, logs)
         ctx.backward(loss)
         logs["loss"] = loss.detach()

@@ -25,6 +25,12 @@ the two real views and a supervised-contrastive term that pulls fakes together a
 the real/fake score is a linear head on stop-gradient features (`adversarial_logits`), which the family uses
 instead of D's head; G's loss reads the same head on a view of its fakes, through the trunk.
 
+Augmentation-aware self-supervision (AugSelf-GAN): Hou, Cao, Yuan, Shen, Cheng, "Augmentation-Aware
+Self-Supervision for Data-Efficient GAN Training", NeurIPS 2023 (official code `liang-hou/augself-gan`,
+`augself-stylegan2/training/loss.py`). On top of DiffAugment, D regresses the augmentation parameters omega (in
+[0, 1]) of each augmented real and -omega of each augmented fake (MSE, weight 1), from the difference of D's
+features of the augmented and the original image; G minimises MSE(pred, omega) - MSE(pred, -omega) (weight 1).
+
 BatchNorm D: every row a task adds to the real pass of the D phase has a counterpart of the same kind in the
 fake pass (`balance_inputs`), so the two passes have the same batch statistics and D cannot tell them apart
 by those. Under torchrun the contrastive losses gather the embeddings of every rank with gradients
@@ -32,7 +38,9 @@ by those. Under torchrun the contrastive losses gather the embeddings of every r
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -41,7 +49,7 @@ from torch import nn
 
 from gan_ssl.families.base import Logs
 from gan_ssl.models.base import Discriminator
-from gan_ssl.nn.augment import simclr_view
+from gan_ssl.nn.augment import PARAM_DIMS, simclr_view
 from gan_ssl.nn.layers import maybe_sn
 from gan_ssl.nn.losses import nt_xent, supcon_fakes
 
@@ -61,16 +69,26 @@ def register_aux(name: str) -> Callable[[type["AuxTask"]], type["AuxTask"]]:
     return deco
 
 
+@dataclass
+class Augmented:
+    """What DiffAugment did to a batch: the images before it [B, C, H, W] and each op's parameters {op: [B, d]}."""
+
+    original: torch.Tensor
+    params: dict[str, torch.Tensor]
+
+
 class AuxTask(nn.Module):
     """One auxiliary objective over D's pooled features.
 
-    `extra_inputs(x, side)` returns (images [E, C, H, W], context) that D runs on together with x; `loss(side,
+    `extra_inputs(x, side, aug)` returns (images [E, C, H, W], context) that D runs on together with x (`aug`: what
+    DiffAugment did to x, None without it); `loss(side,
     upright, extra, context)` gets D's penultimate features of the upright batch [B, F] and of the extra
     images [E, F] and returns (weighted loss, logs). `side` is "d" (reals), "d_fake" (fakes in the D phase) or
     "g" (fakes in the G phase).
     """
 
     name = "aux"
+    uses_diffaug: ClassVar[bool] = False  # built with the DiffAugment policy's ops (`ops=`), which it reads
 
     def __init__(self, D: Discriminator, d_weight: float, g_weight: float) -> None:
         super().__init__()
@@ -96,7 +114,7 @@ class AuxTask(nn.Module):
             return self.extra_inputs(x, "d")[0]
         return x[:0]
 
-    def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
+    def extra_inputs(self, x: torch.Tensor, side: str = "d", aug: Augmented | None = None) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
     def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
@@ -150,7 +168,7 @@ class RotationTask(AuxTask):
         self.protocol = protocol
         self.head = maybe_sn(nn.Linear(D.feature_dim, 4), D.spectral_norm)
 
-    def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
+    def extra_inputs(self, x: torch.Tensor, side: str = "d", aug: Augmented | None = None) -> tuple[torch.Tensor, Any]:
         assert x.ndim == 4 and x.shape[2] == x.shape[3], f"rotation needs square images, got {tuple(x.shape)}"
         if self.protocol == "all":
             images, _ = rotate_batch(x, (1, 2, 3))  # [3B, ...]
@@ -244,7 +262,7 @@ class ContrastiveTask(AuxTask):
     def adversarial_view(self, x: torch.Tensor, side: str) -> torch.Tensor:
         return simclr_view(x)  # reals: the first view; fakes: their one view (D and G phases alike)
 
-    def extra_inputs(self, x: torch.Tensor, side: str = "d") -> tuple[torch.Tensor, Any]:
+    def extra_inputs(self, x: torch.Tensor, side: str = "d", aug: Augmented | None = None) -> tuple[torch.Tensor, Any]:
         """The second SimCLR view of each real image on side "d" ([B, ...]); nothing extra for fakes."""
         if side == "d":
             return simclr_view(x), None
@@ -266,12 +284,65 @@ class ContrastiveTask(AuxTask):
         return self.d_weight * self.fake_weight * loss, {"con_fake": loss.detach()}
 
 
-def build_aux_tasks(aux_cfg: Any, D: Discriminator) -> nn.ModuleDict:
-    """Tasks whose config section has a weight above 0, keyed by name."""
+@register_aux("augself")
+class AugSelfTask(AuxTask):
+    """AugSelf-GAN: one linear head per DiffAugment op (spectral-normalised when D is) regresses the op's parameters
+    [B, d] from D's pooled features: of the augmented image minus the original (fuse `difference`, the paper's;
+    the originals are extra D rows) or of the augmented image alone (`single`). Targets: omega for reals, -omega for
+    fakes (the official code's symmetric labels)."""
+
+    uses_diffaug = True
+
+    def __init__(self, D: Discriminator, d_weight: float = 1.0, g_weight: float = 1.0, fuse: str = "difference",
+                 rows: float = 1.0, ops: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(D, d_weight, g_weight)
+        if fuse not in ("difference", "single"):
+            raise ValueError(f"augself fuse must be difference or single, got {fuse!r}")
+        if not 0 < rows <= 1:
+            raise ValueError(f"augself rows must be in (0, 1], got {rows}")
+        self.rows = float(rows)
+        if not ops:
+            raise ValueError("augself predicts DiffAugment's parameters: it needs the policy's ops (train.diffaug)")
+        self.fuse, self.ops = fuse, list(ops)
+        self.heads = nn.ModuleDict({op: maybe_sn(nn.Linear(D.feature_dim, PARAM_DIMS[op]), D.spectral_norm) for op in self.ops})
+
+    def weight(self, side: str) -> float:
+        return {"d": self.d_weight, "d_fake": self.d_weight, "g": self.g_weight}.get(side, 0.0)
+
+    def n_rows(self, batch: int) -> int:
+        """How many of a batch's rows the task reads: the first ceil(rows * B), at least one."""
+        return max(1, min(batch, math.ceil(self.rows * batch - 1e-9)))
+
+    def extra_inputs(self, x: torch.Tensor, side: str = "d", aug: Augmented | None = None) -> tuple[torch.Tensor, Any]:
+        """The un-augmented images of the rows it reads [N, ...] as extra rows (fuse `difference`; none for `single`);
+        context: their parameters {op: [N, d]}."""
+        assert aug is not None and set(aug.params) == set(self.ops), "augself needs the DiffAugment parameters of the batch"
+        n = self.n_rows(x.shape[0])
+        return (aug.original[:n] if self.fuse == "difference" else x[:0]), {op: p[:n] for op, p in aug.params.items()}
+
+    def loss(self, side: str, upright: torch.Tensor, extra: torch.Tensor, context: Any) -> tuple[torch.Tensor, Logs]:
+        n = next(iter(context.values())).shape[0]
+        feats = upright[:n] - extra if self.fuse == "difference" else upright[:n]  # [N, F]
+        total = feats.new_zeros((), dtype=torch.float32)
+        for op in self.ops:
+            pred, omega = self.heads[op](feats).float(), context[op]  # [B, d] each
+            if side == "g":  # G: its fakes' parameters read as a real's (omega), not as a fake's (-omega)
+                total = total + F.mse_loss(pred, omega) - F.mse_loss(pred, -omega)
+            else:
+                total = total + F.mse_loss(pred, omega if side == "d" else -omega)
+        tag = {"d": "real", "d_fake": "fake", "g": "g"}[side]
+        return self.weight(side) * total, {f"augself_{tag}": total.detach()}
+
+
+def build_aux_tasks(aux_cfg: Any, D: Discriminator, diffaug: list[str] | tuple[str, ...] = ()) -> nn.ModuleDict:
+    """Tasks whose config section has a weight above 0, keyed by name; a task that reads DiffAugment's parameters
+    gets the policy's ops."""
     tasks = nn.ModuleDict()
     for name, cls in AUX_TASKS.items():
         sub = getattr(aux_cfg, name, None)
         if sub is not None and (sub.d_weight > 0 or getattr(sub, "g_weight", 0.0) > 0):
             kwargs = dict(vars(sub))
+            if cls.uses_diffaug:
+                kwargs["ops"] = list(diffaug)
             tasks[name] = cls(D, **kwargs)
     return tasks

@@ -25,22 +25,28 @@ def _rand(n: int, x: torch.Tensor) -> torch.Tensor:
     return torch.rand(n).to(device=x.device, dtype=x.dtype)
 
 
-def brightness(x: torch.Tensor) -> torch.Tensor:
-    return x + (_rand(x.shape[0], x) - 0.5).view(-1, 1, 1, 1)
+# Each op returns (augmented images, its parameters [B, d] in [0, 1]): the parameters are what AugSelf-GAN's D
+# predicts (normalised as in the official code). Draws are the same whether or not the parameters are used.
+def _brightness(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r = _rand(x.shape[0], x)
+    return x + (r - 0.5).view(-1, 1, 1, 1), r.view(-1, 1).float()
 
 
-def saturation(x: torch.Tensor) -> torch.Tensor:
+def _saturation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r = _rand(x.shape[0], x)
     mean = x.mean(dim=1, keepdim=True)
-    return (x - mean) * (_rand(x.shape[0], x) * 2).view(-1, 1, 1, 1) + mean
+    return (x - mean) * (r * 2).view(-1, 1, 1, 1) + mean, r.view(-1, 1).float()
 
 
-def contrast(x: torch.Tensor) -> torch.Tensor:
+def _contrast(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r = _rand(x.shape[0], x)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_rand(x.shape[0], x) + 0.5).view(-1, 1, 1, 1) + mean
+    return (x - mean) * (r + 0.5).view(-1, 1, 1, 1) + mean, r.view(-1, 1).float()
 
 
-def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to ratio * size pixels in x and y, filling with zeros (DiffAugment's op)."""
+def _translation(x: torch.Tensor, ratio: float = 0.125) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift each image by up to ratio * size pixels in x and y, filling with zeros (DiffAugment's op).
+    Parameters: the shifts mapped from [-s, s] to [0, 1], [B, 2]."""
     B, _, H, W = x.shape
     sh, sw = int(H * ratio + 0.5), int(W * ratio + 0.5)
     tx = torch.randint(-sh, sh + 1, (B, 1, 1)).to(x.device)
@@ -49,11 +55,14 @@ def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     gx = torch.clamp(gx + tx + 1, 0, H + 1)
     gy = torch.clamp(gy + ty + 1, 0, W + 1)
     padded = F.pad(x, [1, 1, 1, 1, 0, 0, 0, 0])  # [B, C, H + 2, W + 2]
-    return padded.permute(0, 2, 3, 1)[gb, gx, gy].permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
+    out = padded.permute(0, 2, 3, 1)[gb, gx, gy].permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
+    params = torch.cat([tx.view(-1, 1) / sh / 2 + 0.5, ty.view(-1, 1) / sw / 2 + 0.5], 1)
+    return out, params.float()
 
 
-def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
-    """Zero a square of ratio * size at a random centre in each image (DiffAugment's op)."""
+def _cutout(x: torch.Tensor, ratio: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero a square of ratio * size at a random centre in each image (DiffAugment's op).
+    Parameters: the centre divided by its range, [B, 2] in [0, 1]."""
     B, _, H, W = x.shape
     ch, cw = int(H * ratio + 0.5), int(W * ratio + 0.5)
     ox = torch.randint(0, H + (1 - ch % 2), (B, 1, 1)).to(x.device)
@@ -63,14 +72,36 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     gy = torch.clamp(gy + oy - cw // 2, 0, W - 1)
     mask = torch.ones(B, H, W, dtype=x.dtype, device=x.device)
     mask[gb, gx, gy] = 0
-    return x * mask.unsqueeze(1)
+    params = torch.cat([ox.view(-1, 1) / (H - ch % 2), oy.view(-1, 1) / (W - cw % 2)], 1)
+    return x * mask.unsqueeze(1), params.float()
 
 
-DIFFAUG_OPS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
-    "color": [brightness, saturation, contrast],
-    "translation": [translation],
-    "cutout": [cutout],
+def brightness(x: torch.Tensor) -> torch.Tensor:
+    return _brightness(x)[0]
+
+
+def saturation(x: torch.Tensor) -> torch.Tensor:
+    return _saturation(x)[0]
+
+
+def contrast(x: torch.Tensor) -> torch.Tensor:
+    return _contrast(x)[0]
+
+
+def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
+    return _translation(x, ratio)[0]
+
+
+def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    return _cutout(x, ratio)[0]
+
+
+DIFFAUG_OPS: dict[str, list[Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]] = {
+    "color": [_brightness, _saturation, _contrast],
+    "translation": [_translation],
+    "cutout": [_cutout],
 }
+PARAM_DIMS: dict[str, int] = {"color": 3, "translation": 2, "cutout": 2}  # parameters per op, as AugSelf-GAN predicts them
 
 
 def parse_policy(policy: str, channels: int) -> list[str]:
@@ -90,10 +121,20 @@ def parse_policy(policy: str, channels: int) -> list[str]:
 
 def diff_augment(x: torch.Tensor, ops: list[str]) -> torch.Tensor:
     """Apply the policy's ops in order to x [B, C, H, W] (a no-op for an empty policy)."""
+    return diff_augment_with_params(x, ops)[0]
+
+
+def diff_augment_with_params(x: torch.Tensor, ops: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The policy's ops applied in order to x [B, C, H, W], and each op's parameters {op: [B, PARAM_DIMS[op]]}
+    in [0, 1] (the same random draws as `diff_augment`)."""
+    params: dict[str, torch.Tensor] = {}
     for op in ops:
+        drawn = []
         for f in DIFFAUG_OPS[op]:
-            x = f(x)
-    return x
+            x, p = f(x)
+            drawn.append(p)
+        params[op] = torch.cat(drawn, 1)
+    return x, params
 
 
 def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.2, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
