@@ -29,12 +29,13 @@ def _toy(root, per_class=40):
 
 def test_finetuning_learns_a_separable_task_and_scratch_sees_the_same_labels(tiny_run, tmp_path, monkeypatch):
     root = _toy(tmp_path / "toy")
-    calls = []
+    calls, recipes = [], []
     real_train = ft.train_classifier
 
-    def recording(model, data, fit, val, seed, flip, max_steps=ft.MAX_STEPS, epochs=ft.EPOCHS):
+    def recording(model, data, fit, val, seed, flip, max_steps=ft.MAX_STEPS, epochs=ft.EPOCHS, recipe="full"):
         calls.append((seed, tuple(fit.tolist()), tuple(val.tolist()), flip))
-        return real_train(model, data, fit, val, seed, flip, max_steps, epochs)
+        recipes.append(recipe)
+        return real_train(model, data, fit, val, seed, flip, max_steps, epochs, recipe=recipe)
 
     monkeypatch.setattr(ft, "train_classifier", recording)
     r = ft.finetune(tiny_run, f"folder:{root}", fractions=(0.5,), seeds=2, max_steps=60, save=tmp_path / "clf.pt")
@@ -44,6 +45,7 @@ def test_finetuning_learns_a_separable_task_and_scratch_sees_the_same_labels(tin
     # per seed, the scratch run trained on exactly the finetuned run's labelled rows and validation rows
     assert len(calls) == 4 and calls[0] == calls[1] and calls[2] == calls[3] and calls[0] != calls[2]
     assert all(flip for *_, flip in calls)  # a folder of photos-like images: flips on
+    assert recipes == ["lp-ft", "full", "lp-ft", "full"]  # the trained D from its probe, scratch with the full recipe
     assert "finetuned D" in ft.format_table(r) and r["saved"] == str(tmp_path / "clf.pt")
 
     out = tmp_path / "labels.json"
@@ -89,7 +91,7 @@ def test_handwritten_digits_are_never_flipped(tiny_run, monkeypatch, spec, flips
     """A mirrored 2 or 7 is not a digit of its class: MNIST and scikit-learn's digits train without flips."""
     seen = []
 
-    def recording(model, data, fit, val, seed, flip, max_steps=ft.MAX_STEPS, epochs=ft.EPOCHS):
+    def recording(model, data, fit, val, seed, flip, max_steps=ft.MAX_STEPS, epochs=ft.EPOCHS, recipe="full"):
         seen.append(flip)
         raise StopIteration  # the flag is all this test needs
 
@@ -97,3 +99,43 @@ def test_handwritten_digits_are_never_flipped(tiny_run, monkeypatch, spec, flips
     with pytest.raises(StopIteration):
         ft.finetune(tiny_run, spec, fractions=(0.1,), seeds=1, max_steps=1, limit=200)
     assert seen == [flips]
+
+
+def test_lp_ft_starts_from_the_linear_probe_and_keeps_batchnorm_statistics(tiny_run, tmp_path):
+    """lp-ft: the head is the probe's logistic regression with the standardisation folded in (the same predictions
+    as scikit-learn's pipeline), epoch 0 is that probe, and fine-tuning leaves BatchNorm's running statistics alone."""
+    from gan_ssl.evaluation import features as fe
+    from gan_ssl.evaluation.probe import L2_GRID, _fit
+
+    root = _toy(tmp_path / "toy", per_class=30)
+    rep, cfg, _ = fe.load_representation(tiny_run)
+    data = fe.load_data(cfg, f"folder:{root}", "train")
+    torch.manual_seed(0)
+    model = ft._classifier(rep, data, None)
+    y = data.labels.numpy()
+    fit, val = np.arange(0, 60, 2), np.arange(1, 60, 2)
+    info = ft.linear_probe_head(model, data, fit, val)
+    assert info["probe_l2"] in L2_GRID
+    model.eval()
+    with torch.no_grad():
+        X = model.embed(data.batch(torch.arange(60)))
+        ours = model.head(X).argmax(1).numpy()
+    sk = _fit(X[fit].numpy(), y[fit], info["probe_l2"])
+    assert (ours == sk.predict(X.numpy())).mean() >= 0.98  # float32 head vs float64 pipeline: ties may differ
+
+    stats = {n: b.clone() for n, b in model.named_buffers() if "running" in n}
+    model2 = ft._classifier(fe.load_representation(tiny_run)[0], data, None)
+    r = ft.train_classifier(model2, data, fit, val, seed=0, flip=False, epochs=0, recipe="lp-ft")
+    assert r["best_epoch"] == 0 and r["val_acc"] == r["start_val_acc"]  # no epochs: the probe itself
+    r = ft.train_classifier(model2, data, fit, val, seed=0, flip=False, max_steps=4, epochs=2, recipe="lp-ft")
+    assert r["val_acc"] >= r["start_val_acc"] and r["steps"] >= 1
+    for n, b in model2.named_buffers():
+        if "running" in n:
+            torch.testing.assert_close(b, stats[n])  # eval-mode BatchNorm: statistics untouched by fine-tuning
+
+
+def test_an_unknown_recipe_is_a_config_error(tiny_run):
+    from gan_ssl.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown fine-tuning recipe"):
+        ft.finetune(tiny_run, "fashion-mnist", fractions=(0.1,), seeds=1, recipe="linear")

@@ -43,6 +43,19 @@ def ranking(rows: dict[str, Any], key: Any) -> list[str]:
     return sorted(rows, key=lambda n: -key(rows[n]))
 
 
+def finetune_all(a: argparse.Namespace, fracs: tuple[float, ...], seeds: int, r: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tuning with each of --recipes (rows "finetuned D (recipe)") and the scratch baseline once; seconds per recipe in r."""
+    out: dict[str, Any] = {"rows": {}}
+    for i, recipe in enumerate(a.recipes.split(",")):
+        t0 = time.perf_counter()
+        res = ft.finetune(a.source, a.data, fracs, seeds, max_steps=a.max_steps, limit=a.limit, recipe=recipe, scratch=i == 0)
+        r.setdefault("recipe_seconds", {})[f"{recipe} {fracs}"] = round(time.perf_counter() - t0, 1)
+        for name, row in res["rows"].items():
+            out["rows"][f"{name} ({recipe})" if name.startswith("finetuned") else name] = row
+        out.setdefault("recipe", res["recipe"])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", help="a run folder or checkpoint")
@@ -50,6 +63,8 @@ def main() -> None:
     ap.add_argument("--fractions", default="0.01,0.1")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--max-steps", type=int, default=ft.MAX_STEPS)
+    ap.add_argument("--recipes", default="lp-ft", help="fine-tuning recipes of the trained network, comma-separated, from: "
+                    + ", ".join(ft.RECIPES) + " (the scratch baseline always uses full)")
     ap.add_argument("--upper", action="store_true", help="also fine-tune and train from scratch on all labels (1 seed)")
     ap.add_argument("--transfer", default="", help="also probe (with kNN) on this dataset, e.g. digits")
     ap.add_argument("--limit", type=int, default=0, help="only the first N train and N test images (smoke runs)")
@@ -64,11 +79,11 @@ def main() -> None:
     r["probe"] = pr.probe(a.source, a.data, fracs, a.seeds, baselines=("pixels", "random"), knn=True, limit=a.limit)
     r["probe_seconds"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    r["finetune"] = ft.finetune(a.source, a.data, fracs, a.seeds, max_steps=a.max_steps, limit=a.limit)
+    r["finetune"] = finetune_all(a, fracs, a.seeds, r)
     r["finetune_seconds"] = round(time.perf_counter() - t0, 1)
     if a.upper:
         t0 = time.perf_counter()
-        up = ft.finetune(a.source, a.data, (1.0,), 1, max_steps=a.max_steps, limit=a.limit)
+        up = finetune_all(a, (1.0,), 1, r)
         for name, row in up["rows"].items():
             r["finetune"]["rows"][name]["fractions"].update(row["fractions"])
         r["upper_seconds"] = round(time.perf_counter() - t0, 1)

@@ -211,14 +211,17 @@ def probe(source: str, spec: str, fractions: str, seeds: int, baselines: tuple[s
 @click.option("--net", default=None, help="Network to fine-tune (D, encoder, ...) [default: the family's first].")
 @click.option("--layers", default="all", help="Layers read by the linear head (see `features`).")
 @click.option("--no-scratch", is_flag=True, help="Skip the same network trained from random init.")
+@click.option("--recipe", type=click.Choice(["lp-ft", "full"]), default="lp-ft", show_default=True,
+              help="lp-ft: the linear probe becomes the head, then the whole network at a low lr with BatchNorm statistics "
+                   "frozen (Kumar et al. 2022); full: head and network together from the start (the scratch baseline's recipe).")
 @click.option("--max-steps", type=click.IntRange(1), default=3000, help="Optimizer steps per run at most (early stopping ends most runs sooner).")
 @click.option("--limit", type=click.IntRange(0), default=0, help="Only the first N train and N test images (0 = all).")
 @click.option("--save", type=click.Path(dir_okay=False), default=None, help="Write the fine-tuned classifier (first fraction, seed 0) here.")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, help="torch intra-op threads (0 = torch's default).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def finetune(source: str, spec: str, fractions: str, seeds: int, net: str | None, layers: str, no_scratch: bool, max_steps: int,
-             limit: int, save: str | None, threads: int, as_json: bool, quiet: bool) -> None:
+def finetune(source: str, spec: str, fractions: str, seeds: int, net: str | None, layers: str, no_scratch: bool, recipe: str,
+             max_steps: int, limit: int, save: str | None, threads: int, as_json: bool, quiet: bool) -> None:
     """Fine-tune a checkpoint's network (D, an encoder) with a linear head on few labels (the linear probe's labelled
     subsets), against the same architecture trained from random init on the same labels; test top-1 per fraction.
 
@@ -231,7 +234,8 @@ def finetune(source: str, spec: str, fractions: str, seeds: int, net: str | None
     from gan_ssl.evaluation.probe import parse_fractions
 
     set_threads(threads)
-    r = ft.finetune(source, spec, parse_fractions(fractions), seeds, net, layers, not no_scratch, limit, max_steps, save, not quiet)
+    r = ft.finetune(source, spec, parse_fractions(fractions), seeds, net, layers, not no_scratch, limit, max_steps, save, not quiet,
+                    recipe=recipe)
     emit(r, as_json, ft.format_table)
 
 

@@ -3,13 +3,21 @@
 Protocol (one label fraction, one seed), the linear probe's splits (`gan_ssl.evaluation.probe`): the same stratified labelled
 subset of the training set and the same validation split carved from it; the test split only scores.
   - the classifier is the network's pooled layers (the probe's features: every block, avg+max, global) and a linear
-    head; the whole network trains with the head (AdamW, lr 1e-3 for the head and 3e-4 for the trunk, weight decay
-    1e-4, batch 64), with standard augmentation: random crops of the image padded by 1/8 of its side (the pad is the
-    background, -1) and, where labels survive it, horizontal flips (not for digits);
+    head, trained with standard augmentation: random crops of the image padded by 1/8 of its side (the pad is the
+    background, -1) and, where labels survive it, horizontal flips (not for digits); batch 64;
+  - recipe `lp-ft` (the pretrained network's default; Kumar et al., "Fine-Tuning can Distort Pretrained Features and
+    Underperform Out-of-Distribution", ICLR 2022): first the linear probe (the probe's L2 logistic regression on the
+    fit rows, L2 chosen on the validation rows) becomes the head, then the whole network fine-tunes from there at a
+    low learning rate (AdamW 1e-4, weight decay 1e-4) with BatchNorm's statistics frozen (eval mode: with a few
+    hundred labels, batch statistics of augmented crops would move every feature the head was fitted on);
+    the probe's state is the epoch-0 candidate, so fine-tuning is kept only where validation says it helps;
+  - recipe `full` (the from-scratch baseline's, and available for the pretrained network): head and network from
+    their starting weights together (AdamW, lr 1e-3 for the head and 3e-4 for the trunk, weight decay 1e-4),
+    BatchNorm in training mode;
   - the validation accuracy is read every epoch, the best state is kept, and training stops after `PATIENCE` epochs
     without a better one or at `max_steps`;
-  - the baselines run the same recipe on the same labels and seeds: the same architecture from random init
-    (`scratch`), and at 100% labels that is the supervised upper bound.
+  - the baselines use the same labels and seeds: the same architecture from random init (`scratch`, recipe `full`),
+    and at 100% labels that is the supervised upper bound.
 Means and standard deviations are over seeds 0..seeds-1.
 """
 from __future__ import annotations
@@ -24,18 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_ssl.core.errors import CheckpointError, DataError
+from gan_ssl.core.errors import CheckpointError, ConfigError, DataError
 from gan_ssl.core.progress import track
 from gan_ssl.core.seeds import derive_seed
 from gan_ssl.data import ImageData
 from gan_ssl.engine import checkpoint as ckpt_io
 from gan_ssl.evaluation import features as fe
-from gan_ssl.evaluation.probe import stratified_subset, validation_split
+from gan_ssl.evaluation.probe import choose_l2, stratified_subset, validation_split
 from gan_ssl.families.base import Representation
 from gan_ssl.families.resolve import from_dict
 
 BATCH = 64
 LR_HEAD, LR_TRUNK, WEIGHT_DECAY = 1e-3, 3e-4, 1e-4
+LR_LPFT = 1e-4  # lp-ft: one low rate for the probe-initialised head and the network
+RECIPES = ("lp-ft", "full")
 EPOCHS, PATIENCE, MAX_STEPS = 60, 8, 3000
 NO_FLIP = ("mnist", "digits")  # datasets whose labels a horizontal flip can change (handwritten digits)
 FORMAT = "gan_ssl.classifier"
@@ -86,15 +96,57 @@ def accuracy(model: Classifier, data: ImageData, rows: np.ndarray | None = None,
     return right / max(1, len(idx))
 
 
+def linear_probe_head(model: Classifier, data: ImageData, fit: np.ndarray, val: np.ndarray) -> dict[str, Any]:
+    """Fit the probe's logistic regression on the frozen network's features of data[fit] (L2 chosen on data[val])
+    and write it into model.head, the standardisation folded in: W = coef / scale, b = intercept - W @ mean."""
+    was = model.training
+    model.eval()
+    rows = np.concatenate([fit, val])
+    with torch.no_grad():  # [len(fit) + len(val), F], in batches of about 256
+        X = torch.cat([model.embed(data.batch(torch.as_tensor(part))) for part in np.array_split(rows, max(1, len(rows) // 256))])
+    model.train(was)
+    Xf, Xv = X[: len(fit)].numpy(), X[len(fit) :].numpy()
+    yf, yv = data.labels[torch.as_tensor(fit)].numpy(), data.labels[torch.as_tensor(val)].numpy()
+    if not len(val) or len(np.unique(yf)) < 2:
+        raise DataError("lp-ft needs a validation split and two classes among the labelled images; raise --label-fraction")
+    best, best_l2, best_val = choose_l2(Xf, yf, Xv, yv)  # the probe's L2 choice, on the fit rows only
+    scaler, clf = best[0], best[-1]
+    coef = torch.zeros(model.head.out_features, X.shape[1], dtype=torch.float64)
+    bias = torch.full((model.head.out_features,), -1e4, dtype=torch.float64)  # classes absent from fit: never predicted
+    classes = torch.as_tensor(clf.classes_)
+    w = torch.as_tensor(clf.coef_) / torch.as_tensor(scaler.scale_)
+    b = torch.as_tensor(clf.intercept_) - w @ torch.as_tensor(scaler.mean_)
+    if len(classes) == 2:  # sklearn's binary form: one row for class 1
+        w, b = torch.cat([-w / 2, w / 2]), torch.cat([-b / 2, b / 2])
+    coef[classes], bias[classes] = w, b
+    with torch.no_grad():
+        model.head.weight.copy_(coef.float())
+        model.head.bias.copy_(bias.float())
+    return {"probe_val_acc": best_val, "probe_l2": best_l2}
+
+
 def train_classifier(model: Classifier, data: ImageData, fit: np.ndarray, val: np.ndarray, seed: int, flip: bool,
-                     max_steps: int = MAX_STEPS, epochs: int = EPOCHS) -> dict[str, Any]:
-    """Fine-tune model on data[fit], keep the state with the best accuracy on data[val] (read every epoch)."""
+                     max_steps: int = MAX_STEPS, epochs: int = EPOCHS, recipe: str = "full") -> dict[str, Any]:
+    """Fine-tune model on data[fit], keep the state with the best accuracy on data[val] (read every epoch).
+    `lp-ft`: the head starts as the linear probe, one low lr, BatchNorm statistics frozen, the start is epoch 0."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown fine-tuning recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     g = torch.Generator().manual_seed(derive_seed(seed, "finetune"))
     trunk = [p for n, p in model.named_parameters() if not n.startswith("head.")]
-    opt = torch.optim.AdamW([{"params": model.head.parameters(), "lr": LR_HEAD}, {"params": trunk, "lr": LR_TRUNK}],
-                            weight_decay=WEIGHT_DECAY)
-    model.train().requires_grad_(True)
-    best, best_state, stale, steps, epoch = -1.0, copy.deepcopy(model.state_dict()), 0, 0, 0
+    info: dict[str, Any] = {}
+    if recipe == "lp-ft":
+        info = linear_probe_head(model, data, fit, val)
+        opt = torch.optim.AdamW(model.parameters(), lr=LR_LPFT, weight_decay=WEIGHT_DECAY)
+        model.eval().requires_grad_(True)  # BatchNorm keeps the statistics the probe was fitted with
+        best = accuracy(model, data, val)
+        info["start_val_acc"] = best
+    else:
+        opt = torch.optim.AdamW([{"params": model.head.parameters(), "lr": LR_HEAD}, {"params": trunk, "lr": LR_TRUNK}],
+                                weight_decay=WEIGHT_DECAY)
+        model.train().requires_grad_(True)
+        best = -1.0
+    best_state, stale, steps, epoch, best_epoch = copy.deepcopy(model.state_dict()), 0, 0, 0, 0
+    training_mode = model.training
     fit_t = torch.as_tensor(fit, dtype=torch.long)
     for epoch in range(1, epochs + 1):
         order = fit_t[torch.randperm(len(fit_t), generator=g)]
@@ -108,14 +160,15 @@ def train_classifier(model: Classifier, data: ImageData, fit: np.ndarray, val: n
             opt.step()
             steps += 1
         acc = accuracy(model, data, val)
+        model.train(training_mode)  # accuracy() restores the mode; keep lp-ft's eval-mode BatchNorm explicit
         if acc > best:
-            best, best_state, stale = acc, copy.deepcopy(model.state_dict()), 0
+            best, best_state, stale, best_epoch = acc, copy.deepcopy(model.state_dict()), 0, epoch
         else:
             stale += 1
         if stale >= PATIENCE or steps >= max_steps:
             break
     model.load_state_dict(best_state)
-    return {"val_acc": best, "steps": steps, "epochs": epoch}
+    return {"val_acc": best, "steps": steps, "epochs": epoch, "best_epoch": best_epoch, "recipe": recipe, **info}
 
 
 def _classifier(rep: Representation, data: ImageData, layers: str | None) -> Classifier:
@@ -131,10 +184,12 @@ def _classifier(rep: Representation, data: ImageData, layers: str | None) -> Cla
 
 def finetune(source: str | Path, spec: str, fractions: tuple[float, ...] = (0.01, 0.1), seeds: int = 3, net: str | None = None,
              layers: str | None = None, scratch: bool = True, limit: int = 0, max_steps: int = MAX_STEPS,
-             save: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Fine-tune a checkpoint's network (D, an encoder) and, with `scratch`, the same architecture from random init,
-    per label fraction and seed. Returns {source, data, rows: {"finetuned D": {fractions: {...}}, "scratch D": ...}}.
-    `save`: the fine-tuned classifier of the first fraction and seed 0, for `gan-ssl classify`."""
+             save: str | Path | None = None, progress: bool = False, recipe: str = "lp-ft") -> dict[str, Any]:
+    """Fine-tune a checkpoint's network (D, an encoder) with `recipe` and, with `scratch`, the same architecture from
+    random init (recipe `full`), per label fraction and seed. Returns {source, data, rows: {"finetuned D": {fractions:
+    {...}}, "scratch D": ...}}. `save`: the fine-tuned classifier of the first fraction and seed 0, for `gan-ssl classify`."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown fine-tuning recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     t0 = time.perf_counter()
     rep, cfg, meta = fe.load_representation(source, net)
     train_data, test_data = fe.load_data(cfg, spec, "train", limit), fe.load_data(cfg, spec, "test", limit)
@@ -153,7 +208,7 @@ def finetune(source: str | Path, spec: str, fractions: tuple[float, ...] = (0.01
         fit, val = validation_split(y, subset, s)
         torch.manual_seed(derive_seed(s, "finetune head"))
         model = _classifier(builders[name](s), train_data, layers)
-        r = train_classifier(model, train_data, fit, val, s, flip, max_steps)
+        r = train_classifier(model, train_data, fit, val, s, flip, max_steps, recipe=recipe if name.startswith("finetuned") else "full")
         r["acc"] = accuracy(model, test_data)
         cell = rows[name]["fractions"].setdefault(f"{f:g}", {"n_labels": int(len(subset)), "runs": []})
         cell["runs"].append(r)
@@ -164,8 +219,9 @@ def finetune(source: str | Path, spec: str, fractions: tuple[float, ...] = (0.01
             accs = [r["acc"] for r in cell["runs"]]
             cell.update(mean=float(np.mean(accs)), std=float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0, accs=accs)
     return {"source": str(source), "data": spec, "n_train": len(train_data), "n_test": len(test_data), "seeds": seeds,
-            "flip": flip, "recipe": {"batch": BATCH, "lr_head": LR_HEAD, "lr_trunk": LR_TRUNK, "weight_decay": WEIGHT_DECAY,
-                                     "epochs": EPOCHS, "patience": PATIENCE, "max_steps": max_steps},
+            "flip": flip, "recipe": {"finetuned": recipe, "scratch": "full", "batch": BATCH, "lr_head": LR_HEAD, "lr_trunk": LR_TRUNK,
+                                     "lr_lpft": LR_LPFT, "weight_decay": WEIGHT_DECAY, "epochs": EPOCHS, "patience": PATIENCE,
+                                     "max_steps": max_steps},
             "rows": rows, "saved": str(saved) if saved else None, "seconds": round(time.perf_counter() - t0, 1)}
 
 

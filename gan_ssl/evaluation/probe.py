@@ -108,6 +108,19 @@ def _accuracy(model: Any, X: np.ndarray, y: np.ndarray) -> float:
         return float((model.predict(X) == y).mean())
 
 
+def choose_l2(Xf: np.ndarray, yf: np.ndarray, Xv: np.ndarray, yv: np.ndarray, l2_grid: tuple[float, ...] = L2_GRID,
+              warm_start: bool = True) -> tuple[Any, float, float]:
+    """Fit the probe on (Xf, yf) for every L2 strength, strong to weak (warm-started), and keep the one with the best
+    accuracy on (Xv, yv); ties keep the stronger L2. Returns (fitted pipeline, its L2, its validation accuracy)."""
+    best_l2, best_val, best, prev = max(l2_grid), -1.0, None, None
+    for l2 in sorted(l2_grid, reverse=True):
+        prev = _fit(Xf, yf, l2, prev if warm_start else None)
+        acc = _accuracy(prev, Xv, yv)
+        if acc > best_val:
+            best_l2, best_val, best = l2, acc, prev
+    return best, best_l2, best_val
+
+
 def probe_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, fraction: float, seed: int,
                l2_grid: tuple[float, ...] = L2_GRID, warm_start: bool = True) -> dict[str, Any]:
     """One probe run: returns {acc, val_acc, l2, n_labels, subset, fit, val} (index arrays into X).
@@ -116,14 +129,9 @@ def probe_once(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndar
     hit MAX_ITER stop farther from it (tools/bench_probe.py compares the two)."""
     subset = stratified_subset(y, fraction, seed)
     fit, val = validation_split(y, subset, seed)
-    best_l2, best_val, best, prev = max(l2_grid), -1.0, None, None
-    if len(val) and len(np.unique(y[fit])) > 1:
-        Xf, yf, Xv, yv = X[fit], y[fit], X[val], y[val]
-        for l2 in sorted(l2_grid, reverse=True):  # strong to weak, warm-started; the choice reads only training rows
-            prev = _fit(Xf, yf, l2, prev if warm_start else None)
-            acc = _accuracy(prev, Xv, yv)
-            if acc > best_val:  # ties keep the stronger L2
-                best_l2, best_val, best = l2, acc, prev
+    best_l2, best_val, best = max(l2_grid), -1.0, None
+    if len(val) and len(np.unique(y[fit])) > 1:  # the choice reads only training rows
+        best, best_l2, best_val = choose_l2(X[fit], y[fit], X[val], y[val], l2_grid, warm_start)
     if len(np.unique(y[subset])) < 2:
         raise DataError("the labelled subset has a single class; raise --label-fraction")
     model = _fit(X[subset], y[subset], best_l2, best if warm_start else None)  # fit holds every class of the subset
