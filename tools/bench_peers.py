@@ -42,18 +42,19 @@ def load_mimicry(root: Path) -> types.SimpleNamespace:
     return types.SimpleNamespace(G=SSGANGenerator32, D=SSGANDiscriminator32, MetricLog=MetricLog)
 
 
-def mimicry_step_fn(mm: types.SimpleNamespace, images: torch.Tensor, ngf: int, ndf: int, batch: int, seed: int) -> Callable[[], int]:
-    """One Mimicry training iteration (D step then G step, as its Trainer runs them with n_dis 1)."""
+def mimicry_step_fn(mm: types.SimpleNamespace, images: torch.Tensor, ngf: int, ndf: int, batch: int, seed: int,
+                    device: str = "cpu") -> Callable[[], int]:
+    """One Mimicry training iteration (D step then G step, as its Trainer runs them with n_dis 1), at fp32 on `device`."""
     torch.manual_seed(seed)
-    G, D = mm.G(ngf=ngf), mm.D(ndf=ndf)
+    dev = torch.device(device)
+    G, D = mm.G(ngf=ngf).to(dev), mm.D(ndf=ndf).to(dev)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.0, 0.9))
-    dev = torch.device("cpu")
     state = {"step": 0}
 
     def step() -> int:
         idx = torch.randint(0, images.shape[0], (batch,))
-        real = (images[idx].float() / 127.5 - 1, torch.zeros(batch, dtype=torch.long))
+        real = (images[idx].to(dev).float() / 127.5 - 1, torch.zeros(batch, dtype=torch.long, device=dev))
         log = mm.MetricLog()
         D.train_step(real, G, opt_d, log, device=dev, global_step=state["step"])
         G.train_step(real, D, opt_g, log, device=dev, global_step=state["step"])
@@ -92,8 +93,14 @@ def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def interleave(fns: dict[str, Callable[[], int]], steps: int, rounds: int, warmup: int = 2) -> dict[str, dict[str, float]]:
-    """Images/s of each step function over `rounds` alternating rounds of `steps` steps (after a warm-up)."""
+    """Images/s of each step function over `rounds` alternating rounds of `steps` steps (after a warm-up; CUDA work
+    is waited for before each clock read)."""
     for f in fns.values():
         for _ in range(warmup):
             f()
@@ -101,11 +108,23 @@ def interleave(fns: dict[str, Callable[[], int]], steps: int, rounds: int, warmu
     imgs = {k: 0 for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
+            _sync()
             t = time.perf_counter()
             for _ in range(steps):
                 imgs[k] += f()
+            _sync()
             secs[k] += time.perf_counter() - t
     return {k: {"img_s": round(imgs[k] / secs[k], 1), "s_per_step": round(secs[k] / (steps * rounds), 4)} for k in fns}
+
+
+def SAME_WORK(g_width: int, d_width: int) -> list[str]:  # noqa: N802 (a table, spelled like one)
+    """gan_ssl's overrides for Mimicry's SSGAN32: SN-GAN ResNet 32 px, plain BN and bilinear up-sampling in G, spectral-norm
+    D, hinge loss, split rotation 1.0 / 0.2, batch 64, n_dis 1, Adam(2e-4, 0, 0.9), RGB."""
+    return ["model.name=sngan", "model.self_modulation=false", "model.upsample=bilinear", f"model.g_width={g_width}",
+            f"model.d_width={d_width}", "model.z_dim=128", "data.channels=3", "loss.adversarial=hinge",
+            "aux.rotation.d_weight=1.0", "aux.rotation.g_weight=0.2", "aux.rotation.protocol=split", "train.batch_size=64",
+            "train.n_dis=1", "train.lr_g=2e-4", "train.lr_d=2e-4", "train.beta1_g=0", "train.beta2_g=0.9", "train.beta1_d=0",
+            "train.beta2_d=0.9"]
 
 
 def main() -> None:
@@ -126,11 +145,7 @@ def main() -> None:
     rgb = load_images("fashion-mnist", "train", 32, 3, limit=8192).images  # [N, 3, 32, 32] uint8
     gray = load_images("fashion-mnist", "train", 32, 1, limit=8192).images
     gflops = round(sgemm_gflops(), 1)
-    same = ["model.name=sngan", "model.self_modulation=false", "model.upsample=bilinear", f"model.g_width={args.g_width}",
-            f"model.d_width={args.d_width}", "model.z_dim=128", "data.channels=3", "loss.adversarial=hinge",
-            "aux.rotation.d_weight=1.0", "aux.rotation.g_weight=0.2", "aux.rotation.protocol=split", "train.batch_size=64",
-            "train.n_dis=1", "train.lr_g=2e-4", "train.lr_d=2e-4", "train.beta1_g=0", "train.beta2_g=0.9", "train.beta1_d=0",
-            "train.beta2_d=0.9"]
+    same = SAME_WORK(args.g_width, args.d_width)
     if args.only in (None, "identical"):
         ours32, st = gan_ssl_step_fn(None, same + ["train.precision=fp32"], rgb)
         ours_default, st2 = gan_ssl_step_fn(None, same + ["train.precision=auto"], rgb)

@@ -5,6 +5,11 @@
 
 `--vs KEY=VALUE` (repeatable) times each config a second time with that override, interleaving the two so that
 machine noise hits both alike, and reports the speed ratio (base / variant) in the same run.
+
+`--roofline` adds, per config, the FLOPs of one loop step (torch's FlopCounterMode, averaged over a cycle of
+--cycle steps so lazy phases count by their share), the achieved GFLOP/s and the fp32 and bf16 matmul rates of the
+same process (2048^3), so that the step reads as a fraction of what the matrix units can do. `--profile N` prints
+torch.profiler's operator table (self CPU time, top N) over the timed steps: docs/performance.md holds both.
 """
 from __future__ import annotations
 
@@ -35,6 +40,51 @@ def _time(st, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5, device: str = "cpu") -> float:
+    """The best of `reps` n^3 matmuls in `dtype`, GFLOP/s (the same process, the same threads as the step)."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops(st, cycle: int) -> float:
+    """FLOPs per loop step, counted over `cycle` steps (run for real: the state advances)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        for _ in range(cycle):
+            train_step(st)
+    return fc.get_total_flops() / cycle
+
+
+def roofline(st, s_per_step: float, cycle: int) -> dict[str, float]:
+    flops = step_flops(st, cycle)
+    fp32, bf16 = matmul_gflops(torch.float32, device=str(st.device)), matmul_gflops(torch.bfloat16, device=str(st.device))
+    achieved = flops / s_per_step / 1e9
+    return {"gflop_per_step": round(flops / 1e9, 2), "achieved_gflops": round(achieved, 1), "matmul_fp32_gflops": round(fp32, 1),
+            "matmul_bf16_gflops": round(bf16, 1), "pct_of_fp32_matmul": round(100 * achieved / fp32, 1),
+            "pct_of_bf16_matmul": round(100 * achieved / bf16, 1), "cycle": cycle}
+
+
+def profile_table(st, steps: int, top: int) -> str:
+    """torch.profiler's operator table over `steps` loop steps, sorted by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            train_step(st)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=48)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("configs", nargs="*", type=Path, help="YAML configs [default: configs/*.yaml]")
@@ -43,6 +93,9 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="override for every run")
     ap.add_argument("--vs", action="append", default=[], help="KEY=VALUE: also time each config with this override "
                     "(repeat it for a variant with several)")
+    ap.add_argument("--roofline", action="store_true", help="FLOPs per step, achieved GFLOP/s, and the same-run matmul rates")
+    ap.add_argument("--cycle", type=int, default=4, help="steps the FLOP count averages over (the main job's lazy interval)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N operators by self CPU time")
     args = ap.parse_args()
     configs = args.configs or sorted(Path("configs").glob("*.yaml"))
     data = load_images("fashion-mnist", "train", 32, 1, limit=4096)
@@ -74,7 +127,11 @@ def main() -> None:
             rec["vs"] = " ".join(args.vs)
             rec["variant_s_per_step"] = round(secs["variant"] / n, 4)
             rec["speedup_base_over_variant"] = round(secs["variant"] / secs["base"], 3)
+        if args.roofline:
+            rec.update(roofline(base[1], secs["base"] / n, args.cycle))
         print(json.dumps(rec), flush=True)
+        if args.profile:
+            print(profile_table(base[1], args.steps, args.profile), flush=True)
 
 
 if __name__ == "__main__":
