@@ -102,8 +102,9 @@ def test_handwritten_digits_are_never_flipped(tiny_run, monkeypatch, spec, flips
 
 
 def test_lp_ft_starts_from_the_linear_probe_and_keeps_batchnorm_statistics(tiny_run, tmp_path):
-    """lp-ft: the head is the probe's logistic regression with the standardisation folded in (the same predictions
-    as scikit-learn's pipeline), epoch 0 is that probe, and fine-tuning leaves BatchNorm's running statistics alone."""
+    """lp-ft: the classifier is the probe's pipeline (its standardisation as a fixed layer, its logistic regression as
+    the head: the same predictions as scikit-learn's), epoch 0 is that probe, fine-tuning leaves BatchNorm's running
+    statistics alone, and a saved classifier keeps the standardisation."""
     from gan_ssl.evaluation import features as fe
     from gan_ssl.evaluation.probe import L2_GRID, _fit
 
@@ -119,7 +120,7 @@ def test_lp_ft_starts_from_the_linear_probe_and_keeps_batchnorm_statistics(tiny_
     model.eval()
     with torch.no_grad():
         X = model.embed(data.batch(torch.arange(60)))
-        ours = model.head(X).argmax(1).numpy()
+        ours = model(data.batch(torch.arange(60))).argmax(1).numpy()
     sk = _fit(X[fit].numpy(), y[fit], info["probe_l2"])
     assert (ours == sk.predict(X.numpy())).mean() >= 0.98  # float32 head vs float64 pipeline: ties may differ
 
@@ -132,6 +133,11 @@ def test_lp_ft_starts_from_the_linear_probe_and_keeps_batchnorm_statistics(tiny_
     for n, b in model2.named_buffers():
         if "running" in n:
             torch.testing.assert_close(b, stats[n])  # eval-mode BatchNorm: statistics untouched by fine-tuning
+    ft.save_classifier(model2, cfg, rep.name, data.classes, f"folder:{root}", {}, tmp_path / "clf.pt")
+    loaded, _ = ft.load_classifier(tmp_path / "clf.pt")
+    assert not torch.equal(loaded.scale, torch.ones_like(loaded.scale))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(data.batch(torch.arange(8))), model2.eval()(data.batch(torch.arange(8))))
 
 
 def test_an_unknown_recipe_is_a_config_error(tiny_run):

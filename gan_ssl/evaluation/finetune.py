@@ -52,19 +52,22 @@ FORMAT = "gan_ssl.classifier"
 
 
 class Classifier(nn.Module):
-    """A representation's pooled layers [B, F] and a linear head -> class logits [B, K]."""
+    """A representation's pooled layers [B, F], a fixed standardisation (x - shift) / scale (the identity unless the
+    head came from the linear probe) and a linear head -> class logits [B, K]."""
 
     def __init__(self, rep: Representation, layers: list[str], dim: int, classes: int, pool: str = fe.DEFAULT_POOL) -> None:
         super().__init__()
         self.trunk, self.features, self.layers, self.pool = rep.module, rep.features, list(layers), pool
         self.head = nn.Linear(dim, classes)
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         named = self.features(x)
         return torch.cat([fe.pool_map(named[n], self.pool).float() for n in self.layers], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x))
+        return self.head((self.embed(x) - self.shift) / self.scale)
 
 
 def augment(x: torch.Tensor, flip: bool, g: torch.Generator) -> torch.Tensor:
@@ -98,7 +101,8 @@ def accuracy(model: Classifier, data: ImageData, rows: np.ndarray | None = None,
 
 def linear_probe_head(model: Classifier, data: ImageData, fit: np.ndarray, val: np.ndarray) -> dict[str, Any]:
     """Fit the probe's logistic regression on the frozen network's features of data[fit] (L2 chosen on data[val])
-    and write it into model.head, the standardisation folded in: W = coef / scale, b = intercept - W @ mean."""
+    and write it into the model: its standardisation into (shift, scale), its weights into the head (kept apart, so
+    the head's weights have the probe's scale and fine-tuning moves them at a sensible rate)."""
     was = model.training
     model.eval()
     rows = np.concatenate([fit, val])
@@ -114,14 +118,15 @@ def linear_probe_head(model: Classifier, data: ImageData, fit: np.ndarray, val: 
     coef = torch.zeros(model.head.out_features, X.shape[1], dtype=torch.float64)
     bias = torch.full((model.head.out_features,), -1e4, dtype=torch.float64)  # classes absent from fit: never predicted
     classes = torch.as_tensor(clf.classes_)
-    w = torch.as_tensor(clf.coef_) / torch.as_tensor(scaler.scale_)
-    b = torch.as_tensor(clf.intercept_) - w @ torch.as_tensor(scaler.mean_)
+    w, b = torch.as_tensor(clf.coef_).double(), torch.as_tensor(clf.intercept_).double()  # float32 for float32 features
     if len(classes) == 2:  # sklearn's binary form: one row for class 1
         w, b = torch.cat([-w / 2, w / 2]), torch.cat([-b / 2, b / 2])
     coef[classes], bias[classes] = w, b
     with torch.no_grad():
         model.head.weight.copy_(coef.float())
         model.head.bias.copy_(bias.float())
+        model.shift.copy_(torch.as_tensor(scaler.mean_).float())
+        model.scale.copy_(torch.as_tensor(scaler.scale_).float())
     return {"probe_val_acc": best_val, "probe_l2": best_l2}
 
 
@@ -229,7 +234,8 @@ def save_classifier(model: Classifier, cfg: Any, net: str, classes: list[str], s
                     path: str | Path) -> Path:
     """A weights_only-loadable classifier file: the model config, the trunk and head weights, layers, classes."""
     obj = {"format": FORMAT, "version": 1, "config": cfg.to_dict(), "net": net, "layers": model.layers, "pool": model.pool,
-           "trunk": model.trunk.state_dict(), "head": model.head.state_dict(), "classes": list(classes), "data": spec,
+           "trunk": model.trunk.state_dict(), "head": model.head.state_dict(), "shift": model.shift, "scale": model.scale,
+           "classes": list(classes), "data": spec,
            "checkpoint": meta.get("checkpoint", "")}
     ckpt_io.write_atomic(ckpt_io.to_bytes(obj), path)
     return Path(path)
@@ -251,6 +257,9 @@ def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     try:
         model.trunk.load_state_dict(obj["trunk"])
         model.head.load_state_dict(obj["head"])
+        if "shift" in obj:  # files from before lp-ft have no standardisation: the identity
+            model.shift.copy_(obj["shift"])
+            model.scale.copy_(obj["scale"])
     except RuntimeError as e:
         raise CheckpointError(f"{p} does not match its own config: {str(e).splitlines()[0][:200]}") from None
     return model.eval(), obj
