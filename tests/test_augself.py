@@ -109,6 +109,7 @@ def test_augself_family_feeds_the_originals_and_trains_the_heads():
 
 @pytest.mark.parametrize("overrides,message", [
     ([*OFF, "aux.augself.d_weight=1"], "needs train.diffaug"),
+    ([*OFF, "aux.augself.d_weight=1", "train.diffaug=,"], "needs train.diffaug"),
     ([*AUGSELF, "aux.contrastive.d_weight=1"], "are alternatives"),
     ([*AUGSELF, "aux.augself.fuse=both"], "aux.augself.fuse"),
 ])

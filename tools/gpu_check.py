@@ -112,12 +112,11 @@ def _flat(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 def compare_checkpoints(p: Path, q: Path) -> dict[str, Any]:
-    """Every tensor of two checkpoints: how many differ and by how much at most (elapsed time and RNG states aside)."""
+    """Every tensor of two checkpoints: how many differ and by how much at most."""
     x, y = (_flat(torch.load(f, map_location="cpu", weights_only=True)) for f in (p, q))
-    keys = sorted(k for k in set(x) | set(y) if "rng" not in k.lower())
+    keys = sorted(set(x) | set(y))  # networks, EMAs, optimizer states and RNG states alike
     missing = [k for k in keys if k not in x or k not in y or x[k].shape != y[k].shape]
-    diffs = {k: float((x[k].double() - y[k].double()).abs().max()) if x[k].numel() else 0.0 for k in keys
-             if k not in missing and x[k].dtype != torch.bool}
+    diffs = {k: float((x[k].double() - y[k].double()).abs().max()) if x[k].numel() else 0.0 for k in keys if k not in missing}
     differ = [k for k, d in diffs.items() if d > 0]
     return {"tensors": len(keys), "missing_or_reshaped": missing[:5], "differ": len(differ), "first_differ": differ[:5],
             "max_abs_diff": max(diffs.values(), default=0.0), "exact": not missing and not differ}

@@ -137,7 +137,6 @@ def train_classifier(model: Classifier, data: ImageData, fit: np.ndarray, val: n
     if recipe not in RECIPES:
         raise ValueError(f"unknown fine-tuning recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     g = torch.Generator().manual_seed(derive_seed(seed, "finetune"))
-    trunk = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     info: dict[str, Any] = {}
     if recipe == "lp-ft":
         info = linear_probe_head(model, data, fit, val)
@@ -146,12 +145,12 @@ def train_classifier(model: Classifier, data: ImageData, fit: np.ndarray, val: n
         best = accuracy(model, data, val)
         info["start_val_acc"] = best
     else:
+        trunk = [p for n, p in model.named_parameters() if not n.startswith("head.")]
         opt = torch.optim.AdamW([{"params": model.head.parameters(), "lr": LR_HEAD}, {"params": trunk, "lr": LR_TRUNK}],
                                 weight_decay=WEIGHT_DECAY)
         model.train().requires_grad_(True)
         best = -1.0
     best_state, stale, steps, epoch, best_epoch = copy.deepcopy(model.state_dict()), 0, 0, 0, 0
-    training_mode = model.training
     fit_t = torch.as_tensor(fit, dtype=torch.long)
     for epoch in range(1, epochs + 1):
         order = fit_t[torch.randperm(len(fit_t), generator=g)]
@@ -164,8 +163,7 @@ def train_classifier(model: Classifier, data: ImageData, fit: np.ndarray, val: n
             loss.backward()
             opt.step()
             steps += 1
-        acc = accuracy(model, data, val)
-        model.train(training_mode)  # accuracy() restores the mode; keep lp-ft's eval-mode BatchNorm explicit
+        acc = accuracy(model, data, val)  # restores the mode: lp-ft's BatchNorm stays in eval mode
         if acc > best:
             best, best_state, stale, best_epoch = acc, copy.deepcopy(model.state_dict()), 0, epoch
         else:

@@ -21,7 +21,7 @@ from gan_ssl.data import to_uint8
 from gan_ssl.families.base import Batch, Family, Logs, Phase, Representation, StepContext, build_model, register_family
 from gan_ssl.families.ssl import Augmented, AuxTask, build_aux_tasks
 from gan_ssl.models.base import Discriminator, Generator, refresh_bn_stats
-from gan_ssl.nn.augment import diff_augment_with_params
+from gan_ssl.nn.augment import diff_augment_with_params, parse_policy
 from gan_ssl.nn.losses import ADVERSARIAL, r1_penalty
 
 if TYPE_CHECKING:
@@ -127,14 +127,14 @@ class GANFamily(EMAGeneratorSampling, Family):
     @classmethod
     def validate(cls, cfg: "Config") -> None:
         aux = cfg.aux
-        if cfg.loss.d_adv_weight == 0 and not any(getattr(aux, n).d_weight > 0 for n in ("rotation", "label_aug", "contrastive", "augself")):
+        if cfg.loss.d_adv_weight == 0 and not any(getattr(aux, f.name).d_weight > 0 for f in dataclasses.fields(aux)):
             raise ConfigError("D has nothing to learn: loss.d_adv_weight and every aux.*.d_weight are 0")
         if (aux.rotation.d_weight > 0 or aux.rotation.g_weight > 0) and (aux.label_aug.d_weight > 0 or aux.label_aug.g_weight > 0):
             raise ConfigError("aux.rotation (SSGAN) and aux.label_aug (SSGAN-LA) are alternatives: the LA head already predicts the "
                               "rotation; set the weights of one of them to 0")
         if aux.contrastive.d_weight > 0 and cfg.loss.d_adv_weight == 0:
             raise ConfigError("aux.contrastive scores real/fake with a head trained by the adversarial loss; keep loss.d_adv_weight > 0")
-        if (aux.augself.d_weight > 0 or aux.augself.g_weight > 0) and not cfg.train.diffaug.strip():
+        if (aux.augself.d_weight > 0 or aux.augself.g_weight > 0) and not parse_policy(cfg.train.diffaug, cfg.data.channels):
             raise ConfigError("aux.augself predicts DiffAugment's parameters and needs train.diffaug (e.g. translation,cutout)")
         if (aux.augself.d_weight > 0 or aux.augself.g_weight > 0) and aux.contrastive.d_weight > 0:
             raise ConfigError("aux.augself and aux.contrastive are alternatives: ContraD's D sees SimCLR views, not the DiffAugment "
