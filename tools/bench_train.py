@@ -6,6 +6,12 @@
 `--vs KEY=VALUE` (repeatable) times each config a second time with that override, interleaving the two so that
 machine noise hits both alike, and reports the speed ratio (base / variant) in the same run.
 
+`--compile forward|blocks` times each config a second time with its networks compiled by torch.compile (inductor):
+`forward` compiles each network's forward and a discriminator's feature path (`feature`, which the D phases call),
+`blocks` every block separately; the warm-up runs --warmup steps so that every shape (lazy phases included) is
+compiled before timing, and the compile time is printed. It is a measurement, not a training option: on this CPU it
+did not pay (docs/performance.md).
+
 `--roofline` adds, per config, the FLOPs of one loop step (torch's FlopCounterMode, averaged over a cycle of
 --cycle steps so lazy phases count by their share), the achieved GFLOP/s and the fp32 and bf16 matmul rates of the
 same process (2048^3), so that the step reads as a fraction of what the matrix units can do. `--profile N` prints
@@ -29,6 +35,31 @@ from gan_ssl.families.resolve import resolve
 def _setup(path: Path, overrides: list[str], data: ImageData):
     cfg = resolve(path, overrides)
     return cfg, build_state(cfg, data)
+
+
+def compile_nets(st, mode: str) -> None:
+    """torch.compile the state's networks in place (state_dict keys unchanged): see --compile."""
+    import torch._dynamo
+    from torch import nn
+
+    torch._dynamo.config.cache_size_limit = 64  # one entry per module instance and input dtype/shape
+    torch._dynamo.config.accumulated_cache_size_limit = 4096
+
+    def units(m: nn.Module):
+        for c in m.children():
+            if isinstance(c, (nn.ModuleDict, nn.ModuleList)):
+                yield from units(c)
+            elif any(True for _ in c.parameters()):
+                yield c
+
+    for net in st.family.nets.values():
+        if mode == "blocks":
+            for unit in units(net):
+                unit.compile()
+        else:
+            net.compile()
+            if hasattr(net, "feature"):
+                net.feature = torch.compile(net.feature)
 
 
 def _time(st, n: int) -> float:
@@ -88,11 +119,13 @@ def profile_table(st, steps: int, top: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("configs", nargs="*", type=Path, help="YAML configs [default: configs/*.yaml]")
-    ap.add_argument("--steps", type=int, default=20, help="timed G steps per config (after 3 warm-up steps)")
+    ap.add_argument("--steps", type=int, default=20, help="timed loop steps per config (after --warmup steps)")
     ap.add_argument("--rounds", type=int, default=2, help="with --vs: alternating rounds of --steps each")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="override for every run")
     ap.add_argument("--vs", action="append", default=[], help="KEY=VALUE: also time each config with this override "
                     "(repeat it for a variant with several)")
+    ap.add_argument("--compile", choices=("forward", "blocks"), help="also time each config with its networks compiled")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before timing (compiling needs a lazy cycle or more)")
     ap.add_argument("--roofline", action="store_true", help="FLOPs per step, achieved GFLOP/s, and the same-run matmul rates")
     ap.add_argument("--cycle", type=int, default=4, help="steps the FLOP count averages over (the main job's lazy interval)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N operators by self CPU time")
@@ -104,11 +137,13 @@ def main() -> None:
         runs = {"base": base}
         if args.vs:
             runs["variant"] = _setup(path, args.overrides + args.vs, data)
+        if args.compile:
+            runs["compiled"] = _setup(path, args.overrides, data)
+            compile_nets(runs["compiled"][1], args.compile)
         secs = {k: 0.0 for k in runs}
         images = {k: 0 for k in runs}
-        for k, (_, st) in runs.items():
-            _time(st, 3)  # warm-up
-        rounds = args.rounds if args.vs else 1
+        warm = {k: _time(st, args.warmup) for k, (_, st) in runs.items()}  # warm-up (compiles)
+        rounds = args.rounds if args.vs or args.compile else 1
         for _ in range(rounds):
             for k, (_, st) in runs.items():
                 before = st.images
@@ -127,6 +162,11 @@ def main() -> None:
             rec["vs"] = " ".join(args.vs)
             rec["variant_s_per_step"] = round(secs["variant"] / n, 4)
             rec["speedup_base_over_variant"] = round(secs["variant"] / secs["base"], 3)
+        if args.compile:
+            rec["compile"] = args.compile
+            rec["compiled_s_per_step"] = round(secs["compiled"] / n, 4)
+            rec["speedup_compiled"] = round(secs["base"] / secs["compiled"], 3)
+            rec["compile_warmup_s"] = round(warm["compiled"], 1)
         if args.roofline:
             rec.update(roofline(base[1], secs["base"] / n, args.cycle))
         print(json.dumps(rec), flush=True)

@@ -112,7 +112,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format (tools/bench_train.py measures it per config)
     diffaug: str = ""  # DiffAugment policy for D's inputs, real and fake, both phases: translation,cutout (+ color for RGB); "" = off
     precision: str = "auto"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler) | auto: bf16 where the chip has native
-    # bf16 math (CPU flags avx512_bf16/amx_bf16; CUDA with bf16), else fp32 (timings: docs/speed.md)
+    # bf16 math (CPU flags avx512_bf16/amx_bf16; CUDA with bf16), else fp32 (timings: docs/performance.md)
     threads: int = 0  # torch intra-op threads (0 = torch's default; per process under torchrun)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)
     allow_world_change: bool = False  # resume a torchrun run with another number of processes (not an exact resume)
