@@ -9,7 +9,7 @@ machine noise hits both alike, and reports the speed ratio (base / variant) in t
 `--compile forward|blocks` times each config a second time with its networks compiled by torch.compile (inductor):
 `forward` compiles each network's forward and a discriminator's feature path (`feature`, which the D phases call),
 `blocks` every block separately; the warm-up runs --warmup steps so that every shape (lazy phases included) is
-compiled before timing, and the compile time is printed. It is a measurement, not a training option: on this CPU it
+compiled before timing, and the warm-up's seconds (compile included) are printed as compile_warmup_s. It is a measurement, not a training option: on this CPU it
 did not pay (docs/performance.md).
 
 `--roofline` adds, per config, the FLOPs of one loop step (torch's FlopCounterMode, averaged over a cycle of
