@@ -230,13 +230,14 @@ def plots(rows: list[dict[str, Any]], summary: dict[str, Any], methods: list[str
     import matplotlib.pyplot as plt
 
     size = {"all": 60000, "1200": 1200, "120": 120}
+    colors = plt.get_cmap("tab20").colors  # more methods than tab10's 10 colours: no two lines alike
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, m in enumerate(methods):
         pts = [(size[b], summary[f"{b}/{m}"]["fid"]) for b in budgets if f"{b}/{m}" in summary and "fid" in summary[f"{b}/{m}"]]
         if pts:
             xs = [x * (1 + 0.04 * (i - len(methods) / 2)) for x, _ in pts]  # a small offset keeps error bars apart
             ax.errorbar(xs, [c["mean"] for _, c in pts], yerr=[0 if math.isnan(c["ci95"]) else c["ci95"] for _, c in pts],
-                        marker="o", capsize=3, label=m)
+                        marker="o", capsize=3, label=m, color=colors[i % len(colors)])
     ax.set_xscale("log"), ax.set_yscale("log")
     ax.set_xlabel("training images (data.subset)"), ax.set_ylabel("FID vs test split (fashion-mnist-cnn), 95% CI")
     ax.set_title("FID at equal minutes by data budget"), ax.legend(fontsize=8), ax.grid(alpha=0.3, which="both")
@@ -244,12 +245,13 @@ def plots(rows: list[dict[str, Any]], summary: dict[str, Any], methods: list[str
     fig.tight_layout(), fig.savefig(paths[0], dpi=110), plt.close(fig)
     fig, axes = plt.subplots(1, len(budgets), figsize=(5 * len(budgets), 4), squeeze=False)
     for ax, b in zip(axes[0], budgets):
-        for m in methods:
+        for i, m in enumerate(methods):
             curves = [dict(map(tuple, r["probe_curve"])) for r in rows if r["budget"] == b and r["method"] == m and r["probe_curve"]]
             if not curves:
                 continue
             steps = sorted(set.intersection(*(set(c) for c in curves)))
-            ax.plot(steps, [100 * statistics.mean(c[s] for c in curves) for s in steps], marker=".", label=f"{m} ({len(curves)} seeds)")
+            ax.plot(steps, [100 * statistics.mean(c[s] for c in curves) for s in steps], marker=".", label=f"{m} ({len(curves)} seeds)",
+                    color=colors[i % len(colors)])
         ax.set_title(f"D probe over training, budget {b}"), ax.set_xlabel("step"), ax.set_ylabel("probe top-1 % (fast probe)")
         ax.grid(alpha=0.3), ax.legend(fontsize=7)
     paths.append(out / "forgetting.png")
