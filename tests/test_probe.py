@@ -71,6 +71,38 @@ def test_probe_walks_the_l2_grid_strong_to_weak_warm_started(monkeypatch):
     assert not any(c[2] for c in calls)
 
 
+def test_fits_run_side_by_side_on_one_thread_each_with_the_same_results(monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    seen = []  # (worker thread, BLAS/OpenMP threads inside lbfgs)
+    real_fit = LogisticRegression.fit
+
+    def spy(self, X, y, *a, **k):
+        import threading
+
+        seen.append((threading.get_ident(), max(i["num_threads"] for i in threadpool_info())))
+        return real_fit(self, X, y, *a, **k)
+
+    x, y = _blobs(800, 0, sep=1.5)
+    xt, yt = _blobs(300, 1, sep=1.5)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = pr.run_probe(x, y, xt, yt, fractions=(0.1, 1.0), seeds=2)
+        monkeypatch.setattr(LogisticRegression, "fit", spy)
+        torch.set_num_threads(2)
+        assert (pr._workers(4), pr._workers(1)) == (2, 1)  # torch's threads over one per fit, at most the jobs
+        two = pr.run_probe(x, y, xt, yt, fractions=(0.1, 1.0), seeds=2)
+    finally:
+        torch.set_num_threads(old)
+    for f in ("0.1", "1"):  # the same fits in the same order: the same numbers, however many ran at once
+        assert one["fractions"][f]["accs"] == two["fractions"][f]["accs"]
+        assert one["fractions"][f]["l2"] == two["fractions"][f]["l2"]
+    assert {n for _, n in seen} == {1}  # every fit on one BLAS/OpenMP thread
+    assert len({t for t, _ in seen}) == 2  # two worker threads at torch's 2 threads
+
+
 def test_stratified_subset_is_seeded_and_stratified():
     labels = np.repeat(np.arange(10), [100, 200, 100, 100, 100, 100, 100, 100, 100, 300])
     a = pr.stratified_subset(labels, 0.1, seed=0)

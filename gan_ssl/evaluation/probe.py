@@ -9,14 +9,17 @@ Protocol (one label fraction, one seed):
   5. that model's top-1 accuracy on the test set is the result. The test set is never used to choose.
 Means and standard deviations are over seeds 0..seeds-1.
 
-scikit-learn's lbfgs is used rather than a hand-written optimiser; its OpenMP/BLAS pools are limited to
-torch's thread count inside fits (on a shared 2-core CPU an unlimited pool was 100x slower than one thread).
+scikit-learn's lbfgs is used rather than a hand-written optimiser. Each fit runs on one BLAS/OpenMP thread
+(`FIT_THREADS`) and the (fraction, seed) fits of a probe run side by side on torch's thread count: the fits' matrix
+products are narrow (10 classes), so a second thread inside a fit slows it down (2-core Xeon, docs/performance.md:
+the demo's four fits took 44-63 s at 2 threads each, 13.7 s at 1 thread one after another, 10.6 s two at a time).
 """
 from __future__ import annotations
 
 import logging
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +42,7 @@ FRACTIONS = (0.01, 0.1, 1.0)  # 1% = 600 Fashion-MNIST labels, the few-label reg
 SEEDS = 3  # subsets and validation splits per fraction; mean and std are over these
 L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)  # weight decay per sample (C = 1 / (l2 * n)); 1e-4 or 1e-5 win at 100% labels on F-MNIST
 VAL_FRACTION = 0.2  # share of the labelled subset held out to choose the L2 strength
+FIT_THREADS = 1  # BLAS/OpenMP threads inside one fit; parallelism comes from fitting several at once (module docstring)
 MAX_ITER = 300  # lbfgs iterations per fit; weak-L2 fits on 54k rows reach it, hence the warm-started L2 path
 BASELINES = ("pixels", "random")  # raw pixels; the probed network's architecture with random weights
 BASELINE_ALIASES = {"random-d": "random"}
@@ -97,8 +101,13 @@ def _fit(X: np.ndarray, y: np.ndarray, l2: float, init: Any = None) -> Any:
 
 
 def _threads() -> int:
-    """BLAS/OpenMP threads inside fits: torch's setting (`--threads`, train.threads), so a 1-thread run stays on one core."""
-    return max(1, torch.get_num_threads())
+    """BLAS/OpenMP threads inside one fit (and prediction): FIT_THREADS, never more than torch's setting."""
+    return max(1, min(FIT_THREADS, torch.get_num_threads()))
+
+
+def _workers(jobs: int) -> int:
+    """Fits run at once: torch's thread count (`--threads`, train.threads) over the fits' own threads, at most `jobs`."""
+    return max(1, min(jobs, torch.get_num_threads() // _threads()))
 
 
 def _accuracy(model: Any, X: np.ndarray, y: np.ndarray) -> float:
@@ -158,8 +167,15 @@ def run_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
     out: dict[str, Any] = {}
     jobs = [(f, s) for f in fractions for s in range(seeds)]
     runs: dict[float, list[dict[str, Any]]] = {f: [] for f in fractions}
-    for f, s in track(jobs, desc=desc, unit="fit", enabled=progress):
-        runs[f].append(probe_once(X, y, Xt, yt, f, s))
+    from threadpoolctl import threadpool_limits
+
+    # independent fits side by side, each on _threads(); results come back in job order, so the output does not
+    # depend on the number of workers (each fit is the same computation on the same thread count)
+    workers = _workers(len(jobs))  # before the limit below: under OpenMP, torch reads its thread count from it
+    with threadpool_limits(_threads()), ThreadPoolExecutor(max_workers=workers) as pool:
+        done = pool.map(lambda job: probe_once(X, y, Xt, yt, job[0], job[1]), jobs)
+        for (f, _), r in zip(jobs, track(done, desc=desc, unit="fit", enabled=progress, total=len(jobs))):
+            runs[f].append(r)
     for f in fractions:
         accs = [r["acc"] for r in runs[f]]
         out[_key(f)] = {"n_labels": runs[f][0]["n_labels"], "mean": float(np.mean(accs)),
