@@ -18,8 +18,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_quality as bq  # noqa: E402
 
-ZOO = ["configs/ssgan_fmnist.yaml", "configs/sngan_fmnist.yaml", "configs/pggan_fmnist.yaml", "configs/stylegan_fmnist.yaml",
-       "configs/ssstylegan_fmnist.yaml", "configs/bigbigan_fmnist.yaml"]
+ZOO = ["configs/ssgan_fmnist.yaml", "configs/dcgan_fmnist.yaml", "configs/sngan_fmnist.yaml", "configs/ssgan_paper.yaml",
+       "configs/pggan_fmnist.yaml", "configs/stylegan_fmnist.yaml", "configs/ssstylegan_fmnist.yaml", "configs/bigbigan_fmnist.yaml"]
 
 
 def minutes_to_full_resolution(run: Path) -> float | None:
