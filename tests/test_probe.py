@@ -89,11 +89,11 @@ def test_fits_run_side_by_side_on_one_thread_each_with_the_same_results(monkeypa
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = pr.run_probe(x, y, xt, yt, fractions=(0.1, 1.0), seeds=2)
+        one = pr.run_probe(x, y, xt, yt, fractions=(0.1, 1.0), seeds=3)
         monkeypatch.setattr(LogisticRegression, "fit", spy)
         torch.set_num_threads(2)
         assert (pr._workers(4), pr._workers(1)) == (2, 1)  # torch's threads over one per fit, at most the jobs
-        two = pr.run_probe(x, y, xt, yt, fractions=(0.1, 1.0), seeds=2)
+        two = pr.run_probe(x, y, xt, yt, fractions=(0.1, 1.0), seeds=3)  # 6 fits: both workers get some
     finally:
         torch.set_num_threads(old)
     for f in ("0.1", "1"):  # the same fits in the same order: the same numbers, however many ran at once
