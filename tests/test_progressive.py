@@ -24,7 +24,7 @@ from gan_ssl.families.progressive import GrowConfig, GrowState, fade_reals, grow
 from gan_ssl.families.resolve import resolve
 from gan_ssl.models import build
 from gan_ssl.models.pggan import upscale
-from gan_ssl.nn.layers import MinibatchStdDev
+from gan_ssl.nn.layers import MinibatchStdDev, blur2d
 
 # 8 images per batch: 4x4 for 16 images (steps 0-1), 8x8 fades in over 32 (steps 2-5: alpha 0, .25, .5, .75),
 # stabilises for 16 (steps 6-7), 16x16 fades over steps 8-11, ...
@@ -133,6 +133,36 @@ def test_generator_output_is_clamped_but_raw_is_not():
         G.to_rgb[2].bias.fill_(3.0)
     z = torch.randn(2, 8)
     assert G.raw(z).max() > 1 and G(z).max() <= 1
+
+
+def test_blur2d_is_the_normalised_binomial_filter():
+    x = torch.zeros(1, 2, 7, 7)
+    x[0, 1, 3, 3] = 16.0
+    y = blur2d(x)
+    assert y.shape == x.shape and y[0, 0].abs().sum() == 0  # per channel
+    assert torch.equal(y[0, 1, 2:5, 2:5], torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]])) and y.sum() == 16
+    assert torch.allclose(blur2d(torch.ones(1, 1, 5, 5))[0, 0, 1:4, 1:4], torch.ones(3, 3))  # flat stays flat inside
+
+
+def test_stylegan_blur_filters_g_and_d_without_new_weights():
+    """model.blur (StyleGAN sec. 2) adds no parameters or buffers: the same weights load either way, and change
+    both G's images (after each up-sampling conv) and D's scores (before each down-sampling conv)."""
+    torch.manual_seed(0)
+    G0, D0 = build("stylegan", resolution=16, channels=1, z_dim=8, w_dim=8, g_width=8, d_width=8)
+    G1, D1 = build("stylegan", resolution=16, channels=1, z_dim=8, w_dim=8, g_width=8, d_width=8, blur=True)
+    G1.load_state_dict(G0.state_dict())
+    D1.load_state_dict(D0.state_dict())
+    for layer in list(G0.layers) + list(G1.layers):
+        torch.nn.init.ones_(layer.noise.weight)  # non-zero so the noise path matters too
+    z, x = torch.randn(4, 8), torch.randn(4, 1, 16, 16)
+    noise = [torch.randn(4, 1, r, r) for r in G0.noise_resolutions()]
+    with torch.no_grad():
+        a, b = G0.synthesis(G0.mapping(z), noise=noise), G1.synthesis(G1.mapping(z), noise=noise)
+        assert a.shape == b.shape and not torch.allclose(a, b)
+        assert not torch.allclose(D0(x), D1(x))
+        assert [m.blur for m in G1.layers] == [False, False, True, False, True, False]
+    (G1(z).mean() + D1(x).mean()).backward()
+    assert all(p.grad is not None for n, p in G1.named_parameters() if n not in G1.idle_parameters())
 
 
 # --- self-supervision on D ---------------------------------------------------------------------------

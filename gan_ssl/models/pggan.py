@@ -24,7 +24,7 @@ from torch import nn
 
 from gan_ssl.models.base import Discriminator, Generator
 from gan_ssl.models.registry import register_model
-from gan_ssl.nn.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, pixel_norm
+from gan_ssl.nn.layers import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, blur2d, pixel_norm
 
 LRELU = 0.2
 
@@ -115,14 +115,17 @@ def idle_rgb_parameters(net: nn.Module, attr: str) -> set[str]:
 
 
 class _DBlock(nn.Module):
-    """Level l >= 1 of D: [B, Cin, r, r] -> conv3x3, lrelu, conv3x3, lrelu, 2x average pool -> [B, Cout, r/2, r/2]."""
+    """Level l >= 1 of D: [B, Cin, r, r] -> conv3x3, lrelu, (blur,) conv3x3, lrelu, 2x average pool -> [B, Cout, r/2, r/2].
+    `blur`: StyleGAN's binomial filter before the downsampling conv (its D; PGGAN has none)."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, blur: bool = False) -> None:
         super().__init__()
         self.conv1, self.conv2 = EqualizedConv2d(cin, cin, 3), EqualizedConv2d(cin, cout, 3)
+        self.blur = blur
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(_act(self.conv2(_act(self.conv1(x)))), 2)
+        h = _act(self.conv1(x))
+        return F.avg_pool2d(_act(self.conv2(blur2d(h) if self.blur else h)), 2)
 
 
 class _DFinal(nn.Module):
@@ -149,12 +152,13 @@ class PGGANDiscriminator(Discriminator):
     blocks: block1 (the full-resolution block) ... blockN (8x8 -> 4x4), in the order a full-resolution
     image passes them; `feature` is the 4x4 map before minibatch stddev, flattened [B, c0 * 16]."""
 
-    def __init__(self, resolution: int = 32, channels: int = 1, width: int = 128, mbstd_group: int = 4) -> None:
+    def __init__(self, resolution: int = 32, channels: int = 1, width: int = 128, mbstd_group: int = 4, blur: bool = False) -> None:
         super().__init__()
         self.resolution, self.max_level = resolution, n_levels(resolution)
         ch = [level_channels(width, lv) for lv in range(self.max_level + 1)]
         self.from_rgb = nn.ModuleList(EqualizedConv2d(channels, c, 1) for c in ch)
-        self.blocks = nn.ModuleDict({f"block{self.max_level - lv + 1}": _DBlock(ch[lv], ch[lv - 1]) for lv in range(self.max_level, 0, -1)})
+        self.blocks = nn.ModuleDict({f"block{self.max_level - lv + 1}": _DBlock(ch[lv], ch[lv - 1], blur)
+                                     for lv in range(self.max_level, 0, -1)})
         self.head = _DFinal(ch[0], mbstd_group)
         self.feature_dim = ch[0] * 16
 

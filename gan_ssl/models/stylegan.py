@@ -19,7 +19,7 @@ from torch import nn
 from gan_ssl.models.base import Generator
 from gan_ssl.models.pggan import PGGANDiscriminator, idle_rgb_parameters, level_channels, n_levels, upscale
 from gan_ssl.models.registry import register_model
-from gan_ssl.nn.layers import AdaIN, EqualizedConv2d, EqualizedLinear, NoiseInput, pixel_norm
+from gan_ssl.nn.layers import AdaIN, EqualizedConv2d, EqualizedLinear, NoiseInput, blur2d, pixel_norm
 
 LRELU = 0.2
 
@@ -40,12 +40,12 @@ class MappingNetwork(nn.Module):
 
 
 class StyleLayer(nn.Module):
-    """(nearest 2x up +) conv3x3 (none for the constant input's layer), noise, LeakyReLU, AdaIN(w).
-    x [B, Cin, r, r], w [B, w_dim] -> [B, Cout, r', r']."""
+    """(nearest 2x up +) conv3x3 (none for the constant input's layer) (+ binomial blur after an up-sampling
+    conv, the paper's sec. 2, when `blur`), noise, LeakyReLU, AdaIN(w). x [B, Cin, r, r], w [B, w_dim] -> [B, Cout, r', r']."""
 
-    def __init__(self, cin: int, cout: int, w_dim: int, conv: bool, up: bool) -> None:
+    def __init__(self, cin: int, cout: int, w_dim: int, conv: bool, up: bool, blur: bool = False) -> None:
         super().__init__()
-        self.up = up
+        self.up, self.blur = up, blur and up
         self.conv = EqualizedConv2d(cin, cout, 3) if conv else None
         self.bias = None if conv else nn.Parameter(torch.zeros(cout))  # the const layer's bias (a conv has its own)
         self.noise = NoiseInput(cout)
@@ -55,6 +55,8 @@ class StyleLayer(nn.Module):
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="nearest")
         x = self.conv(x) if self.conv is not None else x + self.bias.view(1, -1, 1, 1)
+        if self.blur:
+            x = blur2d(x)
         return self.adain(F.leaky_relu(self.noise(x, noise), LRELU), w)
 
 
@@ -63,7 +65,7 @@ class StyleGANGenerator(Generator):
     (what G trains with), `forward` clamps to [-1, 1] like every generator of the zoo."""
 
     def __init__(self, resolution: int = 32, channels: int = 1, z_dim: int = 128, w_dim: int = 128, width: int = 128,
-                 mapping_depth: int = 4, mapping_lr_mul: float = 0.01) -> None:
+                 mapping_depth: int = 4, mapping_lr_mul: float = 0.01, blur: bool = False) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.resolution, self.channels = z_dim, w_dim, resolution, channels
         self.max_level = n_levels(resolution)
@@ -73,7 +75,7 @@ class StyleGANGenerator(Generator):
         self.const = nn.Parameter(torch.ones(1, ch[0], 4, 4))
         layers = [StyleLayer(ch[0], ch[0], w_dim, conv=False, up=False), StyleLayer(ch[0], ch[0], w_dim, conv=True, up=False)]
         for lv in range(1, self.max_level + 1):
-            layers += [StyleLayer(ch[lv - 1], ch[lv], w_dim, conv=True, up=True), StyleLayer(ch[lv], ch[lv], w_dim, conv=True, up=False)]
+            layers += [StyleLayer(ch[lv - 1], ch[lv], w_dim, conv=True, up=True, blur=blur), StyleLayer(ch[lv], ch[lv], w_dim, conv=True, up=False)]
         self.layers = nn.ModuleList(layers)
         self.to_rgb = nn.ModuleList(EqualizedConv2d(c, channels, 1, gain=1.0) for c in ch)
         self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -140,7 +142,9 @@ def stylegan(resolution: int = 32, channels: int = 1,
              g_width: int = 128,  # synthesis channels at 4x4 and 8x8, halved per further doubling (paper: 512)
              d_width: int = 128,  # D channels (PGGAN's D)
              mbstd_group: int = 4,  # D's minibatch-stddev group size (paper: 4)
+             blur: bool = False,  # the paper's binomial low-pass after each up-sampling conv of G and before each
+                                  # down-sampling conv of D (sec. 2); off = PGGAN's plain nearest / average pooling
              ) -> tuple[StyleGANGenerator, PGGANDiscriminator]:
     """StyleGAN G and PGGAN's D for 4 * 2^k-pixel images; progressive growing is the family's schedule."""
-    G = StyleGANGenerator(resolution, channels, z_dim, w_dim, g_width, mapping_depth, mapping_lr_mul)
-    return G, PGGANDiscriminator(resolution, channels, d_width, mbstd_group)
+    G = StyleGANGenerator(resolution, channels, z_dim, w_dim, g_width, mapping_depth, mapping_lr_mul, blur)
+    return G, PGGANDiscriminator(resolution, channels, d_width, mbstd_group, blur)

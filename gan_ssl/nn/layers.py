@@ -102,6 +102,14 @@ class EqualizedConv2d(nn.Module):
         return nn.functional.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
 
 
+def blur2d(x: torch.Tensor) -> torch.Tensor:
+    """Low-pass filter of StyleGAN (Karras et al. 2019, sec. 2; Zhang 2019): the separable 2nd-order binomial
+    [1, 2, 1] / 4 per channel, zero padded ('same' size). x [B, C, H, W] -> same shape. No parameters."""
+    k = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype)
+    k = (k[:, None] * k[None, :] / 16).expand(x.shape[1], 1, 3, 3)
+    return nn.functional.conv2d(x, k, padding=1, groups=x.shape[1])
+
+
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Pixelwise feature normalisation (Karras et al. 2018, sec. 4.2): each pixel's feature vector scaled to
     unit root-mean-square over channels. x [B, C, ...] -> same shape."""
