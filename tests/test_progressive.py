@@ -357,6 +357,7 @@ def test_shipped_configs_follow_the_papers():
         assert (c.train.beta1_g, c.train.beta2_g, c.train.beta1_d, c.train.beta2_d, c.train.n_dis) == (0.0, 0.99, 0.0, 0.99, 1)
         assert c.data.resolution == 32 and c.loss.grow.start_resolution == 4
     for c in (sg, ss):
-        assert (c.family, c.loss.style_mixing, c.loss.w_avg_beta, c.loss.r1_every, c.model.mapping_lr_mul) == ("stylegan", 0.9, 0.995, 16, 0.01)
+        assert (c.family, c.loss.style_mixing, c.loss.w_avg_beta, c.loss.r1_every, c.model.mapping_lr_mul) == ("stylegan", 0.0, 0.995, 16, 0.01)
+        assert (c.model.mapping_depth, c.train.ema_beta) == (2, 0.999)  # the mode-coverage choices (docs/pggan-stylegan.md)
     assert (sg.aux.rotation.d_weight, ss.aux.rotation.d_weight, ss.aux.rotation.g_weight) == (0.0, 1.0, 0.2)
     assert {k: v for k, v in ss.to_dict().items() if k != "aux"} == {k: v for k, v in sg.to_dict().items() if k != "aux"}
