@@ -1,6 +1,7 @@
 """Every registered model: shapes, features, backward, spectral norm, self-modulation."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gan_ssl.models import MODELS, Discriminator, Generator, build, register_model
 from gan_ssl.nn.layers import SelfModulatedBN
@@ -98,3 +99,39 @@ def test_sngan_self_modulation_switch():
 def test_bad_resolution(name):
     with pytest.raises(ValueError, match="resolution"):
         build(name, resolution=30, channels=1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_then_pool_as_one_strided_conv(channels_last):
+    """gan_ssl.nn.resample: 3x3 conv + 2x2 average pooling as one 4x4 stride-2 conv."""
+    from gan_ssl.nn.resample import conv3x3_then_pool2
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 4, 6, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    w, b = torch.randn(7, 5, 3, 3, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    torch.testing.assert_close(conv3x3_then_pool2(x, w, b), F.avg_pool2d(F.conv2d(x, w, b, padding=1), 2))
+    torch.testing.assert_close(conv3x3_then_pool2(x, w, None), F.avg_pool2d(F.conv2d(x, w, None, padding=1), 2))
+
+
+def test_sngan_fast_resample_is_the_same_function():
+    """The SN-GAN pair with fast_resample (the default) and without: same parameters, same outputs and gradients
+    (float64, train mode: BatchNorm batch statistics and one spectral-norm power iteration per forward)."""
+    torch.manual_seed(0)
+    fast_g, fast_d = build("sngan", resolution=32, channels=1, z_dim=16, g_width=8, d_width=8)
+    slow_g, slow_d = build("sngan", resolution=32, channels=1, z_dim=16, g_width=8, d_width=8, fast_resample=False)
+    slow_g.load_state_dict(fast_g.state_dict())
+    slow_d.load_state_dict(fast_d.state_dict())
+    for net in (fast_g, fast_d, slow_g, slow_d):
+        net.double().train()
+    z = torch.randn(4, 16, dtype=torch.float64)
+    outs = []
+    for g, d in ((fast_g, fast_d), (slow_g, slow_d)):
+        x = g(z)
+        score = d(x).sum()
+        score.backward()
+        outs.append((x.detach(), score.detach(), [p.grad.clone() for p in (*g.parameters(), *d.parameters())]))
+    torch.testing.assert_close(outs[0][0], outs[1][0])
+    torch.testing.assert_close(outs[0][1], outs[1][1])
+    for a, b in zip(outs[0][2], outs[1][2]):
+        torch.testing.assert_close(a, b)
