@@ -1,0 +1,36 @@
+"""tools/bench_bigbigan.py's targets (issues 12 and 26) as a pure function of the probe rows and reconstructions."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_bigbigan", ROOT / "tools" / "bench_bigbigan.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(**means: float) -> dict[str, Any]:
+    return {"probe": {"fractions": {k: {"mean": v} for k, v in means.items()}}}
+
+
+def test_bigbigan_checks_read_the_issue_targets() -> None:
+    b = _bench()
+    rows = {"E pool": _row(**{"0.01": 0.70, "1": 0.88}), "random E pool": _row(**{"0.01": 0.64, "1": 0.85}),
+            "E all": _row(**{"0.01": 0.80, "1": 0.89}), "random E all": _row(**{"0.01": 0.77, "1": 0.87}),
+            "pixels": _row(**{"0.01": 0.78, "1": 0.845})}
+    c = b.checks(rows, {"class_agreement": {"recon": 0.74, "real": 0.92, "n": 2000}})
+    assert c["E pool >= random E pool + 5 points @1%"] is True  # +6
+    assert c["E all >= random E all + 5 points @1%"] is False  # +3
+    assert c["E all > random E all @1%"] is True
+    assert c["E pool >= pixels + 4 points @100%"] is False and c["E all >= pixels + 4 points @100%"] is True
+    assert c["G(E(x)) keeps x's class >= 75%"] is False
+    assert b.checks(rows, {"class_agreement": {"recon": 0.75}})["G(E(x)) keeps x's class >= 75%"] is True
+    assert b.checks(rows)["G(E(x)) keeps x's class >= 75%"] is None  # no classifier: not judged
+    assert "E bn_crelu >= random E bn_crelu + 5 points @1%" not in c  # rows that were not probed are not checked
