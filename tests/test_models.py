@@ -122,6 +122,8 @@ def test_sngan_fast_resample_is_the_same_function():
     slow_g, slow_d = build("sngan", resolution=32, channels=1, z_dim=16, g_width=8, d_width=8, fast_resample=False)
     slow_g.load_state_dict(fast_g.state_dict())
     slow_d.load_state_dict(fast_d.state_dict())
+    assert all(b.fast for b in (*fast_g.blocks, *fast_d.blocks.values()))  # the option reaches every block
+    assert not any(b.fast for b in (*slow_g.blocks, *slow_d.blocks.values()))
     for net in (fast_g, fast_d, slow_g, slow_d):
         net.double().train()
     z = torch.randn(4, 16, dtype=torch.float64)

@@ -114,12 +114,11 @@ class SNGANDiscriminator(Discriminator):
         super().__init__()
         self.spectral_norm = spectral_norm
         n_down = _n_up(resolution) - 1  # down to 8x8, as the 32-px model: 32 -> 16 -> 8
-        fast = fast_resample
-        blocks: dict[str, nn.Module] = {"block1": DBlock(channels, width, True, first=True, sn=spectral_norm, fast=fast)}
+        blocks: dict[str, nn.Module] = {"block1": DBlock(channels, width, True, first=True, sn=spectral_norm, fast=fast_resample)}
         for i in range(1, n_down):
-            blocks[f"block{i + 1}"] = DBlock(width, width, True, sn=spectral_norm, fast=fast)
+            blocks[f"block{i + 1}"] = DBlock(width, width, True, sn=spectral_norm, fast=fast_resample)
         for i in range(n_down, n_down + 2):
-            blocks[f"block{i + 1}"] = DBlock(width, width, False, sn=spectral_norm, fast=fast)
+            blocks[f"block{i + 1}"] = DBlock(width, width, False, sn=spectral_norm, fast=fast_resample)
         self.blocks = nn.ModuleDict(blocks)
         self.feature_dim = width
         self.head = maybe_sn(xavier(nn.Linear(width, 1)), spectral_norm)
