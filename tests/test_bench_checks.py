@@ -34,3 +34,34 @@ def test_bigbigan_checks_read_the_issue_targets() -> None:
     assert b.checks(rows, {"class_agreement": {"recon": 0.75}})["G(E(x)) keeps x's class >= 75%"] is True
     assert b.checks(rows)["G(E(x)) keeps x's class >= 75%"] is None  # no classifier: not judged
     assert "E bn_crelu >= random E bn_crelu + 5 points @1%" not in c  # rows that were not probed are not checked
+
+
+def _bench_train() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "tools" / "bench_train.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_roofline_flop_count_matches_torch_and_counts_a_gradient_penalty() -> None:
+    """tools/bench_train.py --roofline: the dispatch-level count equals FlopCounterMode's on a plain step, and it
+    also counts a step whose loss holds autograd.grad (R1, WGAN-GP), where FlopCounterMode's module hooks fail."""
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    bt = _bench_train()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+    x = torch.randn(2, 1, 8, 8, requires_grad=True)
+    with bt._FlopCount() as mine:
+        net(x).sum().backward()
+    with FlopCounterMode(display=False) as ref:
+        net(x).sum().backward()
+    assert mine.total == ref.get_total_flops() > 0
+    with bt._FlopCount() as gp:
+        out = net(x).sum()
+        (g,) = torch.autograd.grad(out, x, create_graph=True)
+        (out + g.pow(2).sum()).backward()
+    assert gp.total > mine.total  # the penalty's double backward costs convolutions and matmuls of its own

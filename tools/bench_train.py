@@ -12,7 +12,7 @@ machine noise hits both alike, and reports the speed ratio (base / variant) in t
 compiled before timing, and the warm-up's seconds (compile included) are printed as compile_warmup_s. It is a measurement, not a training option: on this CPU it
 did not pay (docs/performance.md).
 
-`--roofline` adds, per config, the FLOPs of one loop step (torch's FlopCounterMode, averaged over a cycle of
+`--roofline` adds, per config, the FLOPs of one loop step (torch's FLOP formulas, counted per dispatched op, averaged over a cycle of
 --cycle steps so lazy phases count by their share), the achieved GFLOP/s and the fp32 and bf16 matmul rates of the
 same process (2048^3), so that the step reads as a fraction of what the matrix units can do. `--profile N` prints
 torch.profiler's operator table (self CPU time, top N) over the timed steps: docs/performance.md holds both.
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from gan_ssl.data import ImageData, load_images
 from gan_ssl.engine.loop import train_step
@@ -87,14 +88,37 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5, device: str 
     return 2 * n**3 / best / 1e9
 
 
+class _FlopCount(TorchDispatchMode):
+    """Sum of torch's FLOP formulas (torch.utils.flop_counter.flop_registry) over every op dispatched inside.
+    FlopCounterMode itself fails on a step with R1 or a gradient penalty (StyleGAN, PGGAN): the backward hooks of
+    its module tracker raise under autograd.grad. This mode tracks no modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.utils.flop_counter import flop_registry
+
+        self.registry, self.total = flop_registry, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in self.registry and func is not torch.ops.prim.device.default:
+            with self:  # a composite op without a formula: count what it decomposes into, as FlopCounterMode does
+                r = func.decompose(*args, **kwargs)
+                if r is not NotImplemented:
+                    return r
+        out = func(*args, **kwargs)
+        formula = self.registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
 def step_flops(st, cycle: int) -> float:
     """FLOPs per loop step, counted over `cycle` steps (run for real: the state advances)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
+    with _FlopCount() as fc:
         for _ in range(cycle):
             train_step(st)
-    return fc.get_total_flops() / cycle
+    return fc.total / cycle
 
 
 def roofline(st, s_per_step: float, cycle: int) -> dict[str, float]:
