@@ -12,10 +12,11 @@ machine noise hits both alike, and reports the speed ratio (base / variant) in t
 compiled before timing, and the warm-up's seconds (compile included) are printed as compile_warmup_s. It is a measurement, not a training option: on this CPU it
 did not pay (docs/performance.md).
 
-`--roofline` adds, per config, the FLOPs of one loop step (torch's FLOP formulas, counted per dispatched op, averaged over a cycle of
---cycle steps so lazy phases count by their share), the achieved GFLOP/s and the fp32 and bf16 matmul rates of the
-same process (2048^3), so that the step reads as a fraction of what the matrix units can do. `--profile N` prints
-torch.profiler's operator table (self CPU time, top N) over the timed steps: docs/performance.md holds both.
+`--roofline` adds, per config, the FLOPs of one loop step (torch's FLOP formulas, counted per dispatched op,
+averaged over a cycle of --cycle steps so lazy phases count by their share), the achieved GFLOP/s and the fp32
+and bf16 matmul rates of the same process (2048^3), so that the step reads as a fraction of what the matrix units
+can do. `--profile N` prints torch.profiler's operator table (self CPU time, top N) over the timed steps:
+docs/performance.md holds both.
 """
 from __future__ import annotations
 
