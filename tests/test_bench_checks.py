@@ -1,4 +1,5 @@
-"""tools/bench_bigbigan.py's targets (issues 12 and 26) as a pure function of the probe rows and reconstructions."""
+"""tools/bench_bigbigan.py's targets (issues 12 and 26) as a pure function of the probe rows and reconstructions, and
+tools/bench_train.py's FLOP count (--roofline)."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,8 +9,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_bigbigan", ROOT / "tools" / "bench_bigbigan.py")
+def _tool(name: str) -> Any:
+    """tools/NAME.py as a module (the tools are scripts, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -21,7 +23,7 @@ def _row(**means: float) -> dict[str, Any]:
 
 
 def test_bigbigan_checks_read_the_issue_targets() -> None:
-    b = _bench()
+    b = _tool("bench_bigbigan")
     rows = {"E pool": _row(**{"0.01": 0.70, "1": 0.88}), "random E pool": _row(**{"0.01": 0.64, "1": 0.85}),
             "E all": _row(**{"0.01": 0.80, "1": 0.89}), "random E all": _row(**{"0.01": 0.77, "1": 0.87}),
             "pixels": _row(**{"0.01": 0.78, "1": 0.845})}
@@ -36,14 +38,6 @@ def test_bigbigan_checks_read_the_issue_targets() -> None:
     assert "E bn_crelu >= random E bn_crelu + 5 points @1%" not in c  # rows that were not probed are not checked
 
 
-def _bench_train() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "tools" / "bench_train.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_roofline_flop_count_matches_torch_and_counts_a_gradient_penalty() -> None:
     """tools/bench_train.py --roofline: the dispatch-level count equals FlopCounterMode's on a plain step, and it
     also counts a step whose loss holds autograd.grad (R1, WGAN-GP), where FlopCounterMode's module hooks fail."""
@@ -51,7 +45,7 @@ def test_roofline_flop_count_matches_torch_and_counts_a_gradient_penalty() -> No
     from torch import nn
     from torch.utils.flop_counter import FlopCounterMode
 
-    bt = _bench_train()
+    bt = _tool("bench_train")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
     x = torch.randn(2, 1, 8, 8, requires_grad=True)
