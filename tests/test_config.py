@@ -92,6 +92,8 @@ def test_keys_the_model_does_not_take_are_errors():
     ("model.g_width=0", "'model.g_width' = 0 is out of range"),
     ("aux.rotation.protocol=half", "must be one of all, split, one"),
     ("train.ema_ramp=cosine", "must be one of step, none"),
+    ("train.lr_decay=cosine", "must be one of none, linear"),
+    ("train.lr_decay_start=1.5", "lr_decay_start"),
     ("data.storage=disk", "must be one of auto, memory, stream"),
     ("train.minutes=-1", "out of range"),
 ])

@@ -18,8 +18,9 @@ from gan_ssl.api import train
 from gan_ssl.core.errors import CheckpointError, ConfigError, DivergenceError
 from gan_ssl.data import ImageData
 from gan_ssl.engine import checkpoint as ckpt_io
+from gan_ssl.engine import loop
 from gan_ssl.engine.loop import run_phase, train_step
-from gan_ssl.engine.state import build_state
+from gan_ssl.engine.state import build_state, lr_scale, run_progress
 from gan_ssl.families import gan as gan_family
 from gan_ssl.families.resolve import resolve
 from gan_ssl.nn.losses import g_hinge
@@ -292,6 +293,50 @@ def test_minutes_budget_stops_and_resumes(tmp_path, fmnist_small):
     train(tiny_cfg("train.steps=100000", f"train.minutes={more}", "train.ckpt_every=0"), tmp_path, resume=True, progress=False, data=fmnist_small)
     ck2 = ckpt_io.load(tmp_path)
     assert ck2["step"] > ck["step"] and ck2["elapsed"] >= more * 60
+
+
+def test_lr_scale_and_run_progress():
+    t = tiny_cfg("train.steps=100").train
+    assert [lr_scale(t, p) for p in (0.0, 0.5, 1.0)] == [1.0, 1.0, 1.0]  # lr_decay none
+    t = tiny_cfg("train.steps=100", "train.lr_decay=linear").train
+    assert [lr_scale(t, p) for p in (0.0, 0.25, 0.99, 1.0)] == pytest.approx([1.0, 0.75, 0.01, 0.0])
+    t = tiny_cfg("train.steps=100", "train.lr_decay=linear", "train.lr_decay_start=0.5").train
+    assert [lr_scale(t, p) for p in (0.2, 0.5, 0.75, 1.0)] == pytest.approx([1.0, 1.0, 0.5, 0.0])
+    assert run_progress(t, 25, 1e6) == 0.25  # no minutes budget: steps alone
+    t = tiny_cfg("train.steps=1000000", "train.minutes=2").train
+    assert run_progress(t, 25, 30.0) == 0.25 and run_progress(t, 25, 500.0) == 1.0  # the budget ends the run first
+
+
+def test_linear_lr_decay_reaches_every_optimizer_and_resumes_exactly(tmp_path, fmnist_small, monkeypatch):
+    common = ("train.ckpt_every=3", "train.sample_every=0", "train.log_every=1", "train.lr_decay=linear",
+              "train.lr_g=1e-3", "train.lr_d=4e-3", "aux.rotation.every=2")  # a lazy phase: D's lr is corrected first
+    data = _small(fmnist_small, 40)
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(tiny_cfg("train.steps=6", *common), full, progress=False, data=data)
+    real_step, calls = loop.train_step, {"n": 0}
+
+    def step(*a, **k):  # Ctrl-C after loop step 3: the same 6-step schedule, stopped and resumed
+        real_step(*a, **k)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(loop, "train_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg("train.steps=6", *common), part, progress=False, data=data)
+    monkeypatch.setattr(loop, "train_step", real_step)
+    assert ckpt_io.load(part)["step"] == 3
+    train(tiny_cfg("train.steps=6", *common), part, resume=True, progress=False, data=data)
+    assert_same_run(full, part)
+    assert [r["lr_scale"] for r in _metrics(full)] == pytest.approx([1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])  # step 0 at the full lr
+    ck = ckpt_io.load(full / "checkpoints" / "latest.pt")
+    groups = {name: opt["param_groups"] for name, opt in ck["optims"].items()}
+    assert groups.keys() >= {"G", "D"}
+    for name, gs in groups.items():
+        for g in gs:  # the last step (5 of 6) ran at 1/6 of each group's base rate
+            assert g["lr"] == pytest.approx(g["base_lr"] / 6), name
+    # the lazy correction's rates (x 2/3 for a phase every 2nd step) are the base, not the config's
+    assert groups["G"][0]["base_lr"] == pytest.approx(1e-3 * 2 / 3) and groups["D"][0]["base_lr"] == pytest.approx(4e-3 * 2 / 3)
 
 
 def test_precision_resolution(monkeypatch):

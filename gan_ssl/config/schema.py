@@ -100,6 +100,9 @@ class TrainConfig:
     beta2_d: float = 0.9
     lazy_correction: bool = True  # StyleGAN2-ADA: an optimizer that also steps in lazy phases (Dreg, Daux, Gaux every k)
     # takes lr x r and betas ** r, r = its steps per loop step without them / with them (k / (k + 1) for one such phase)
+    lr_decay: str = "none"  # none | linear: every optimizer's lr falls linearly to 0 at the end of the run (Mimicry's and the
+    # SN-GAN code), the end being train.steps or the minutes budget, whichever the run reaches first
+    lr_decay_start: float = 0.0  # share of the run (0-1) trained at the full lr before the linear decay begins
     ema_beta: float = 0.999  # EMA of G weights, used for sampling (Yazici et al. 2019)
     ema_ramp: str = "step"  # step: beta_t = min(beta, (1+t)/(10+t)), so early EMAs track G | none: beta from step 0
     ema_start: int = 0  # step at which the EMA starts averaging (before: a plain copy)
@@ -155,6 +158,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "aux.label_aug.protocol": ("all", "split", "one"),
     "aux.augself.fuse": ("difference", "single"),
     "train.ema_ramp": ("step", "none"),
+    "train.lr_decay": ("none", "linear"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
 }
 RANGES: dict[str, tuple[float, float]] = {
@@ -191,6 +195,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.beta2_d": (0, 0.99999),
     "train.ema_beta": (0, 1.0),
     "train.ema_start": (0, 10**9),
+    "train.lr_decay_start": (0, 0.999),
     "train.sample_every": (0, 10**9),
     "train.ckpt_every": (0, 10**9),
     "train.keep_ckpts": (0, 10**6),

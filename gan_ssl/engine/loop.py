@@ -37,7 +37,8 @@ from gan_ssl.engine import checkpoint as ckpt_io
 from gan_ssl.engine.distributed import DataParallelPhases, Dist, RankFailure
 from gan_ssl.engine.distributed import setup as setup_distributed
 from gan_ssl.engine.rundir import RunDir, save_grid
-from gan_ssl.engine.state import TrainState, build_state, check_resume_compatible, check_world_size, load_state_dict
+from gan_ssl.engine.state import (TrainState, build_state, check_resume_compatible, check_world_size, load_state_dict, lr_scale,
+                                  run_progress, scale_lrs)
 from gan_ssl.engine.tensorboard import TensorBoardLog
 from gan_ssl.families import Family, Phase
 from gan_ssl.families.bundle import Bundle
@@ -122,10 +123,16 @@ def run_phase(st: TrainState, ph: Phase, batch_size: int, meter: _Meter | None =
 
 
 def train_step(st: TrainState, meter: _Meter | None = None) -> None:
-    """One loop step: the family's schedule, every due phase `repeat` times, then the EMA updates."""
+    """One loop step: the family's schedule and the lr schedule (`train.lr_decay`), every due phase `repeat` times,
+    then the EMA updates."""
     fam = st.family
     st.sched = fam.schedule(st)
-    bs = int(st.sched.get("batch_size", st.cfg.train.batch_size))
+    t = st.cfg.train
+    if t.lr_decay != "none":
+        scale = lr_scale(t, run_progress(t, st.step, st.elapsed))
+        scale_lrs(fam, scale)
+        st.sched = {**st.sched, "lr_scale": scale}
+    bs = int(st.sched.get("batch_size", t.batch_size))
     for ph in fam.phases:
         if ph.due(st.step, st.sched):
             for _ in range(ph.repeat):

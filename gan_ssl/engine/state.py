@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from gan_ssl.config import Config, flatten
+from gan_ssl.config import Config, TrainConfig, flatten
 from gan_ssl.core.device import autocast_factory, resolve_device, resolve_precision
 from gan_ssl.core.errors import CheckpointError, ConfigError
 from gan_ssl.core.seeds import derive_seed
@@ -88,6 +88,32 @@ def correct_lazy_optimizers(family: Family) -> dict[str, float]:
             if "betas" in group:
                 group["betas"] = tuple(b**r for b in group["betas"])
     return ratios
+
+
+def run_progress(t: TrainConfig, step: int, elapsed: float) -> float:
+    """Share of the run done, in [0, 1]: the larger of step / `train.steps` and elapsed seconds over the
+    `train.minutes` budget (when there is one), so a schedule ends where the run will stop."""
+    done = step / t.steps
+    if t.minutes > 0:
+        done = max(done, elapsed / (t.minutes * 60.0))
+    return min(done, 1.0)
+
+
+def lr_scale(t: TrainConfig, progress: float) -> float:
+    """The learning-rate multiplier at `progress` (0-1) of the run: 1 for `train.lr_decay` none; for linear, 1 until
+    `train.lr_decay_start`, then falling linearly to 0 at the end (the linear decay of SN-GAN's code and Mimicry, lr (1 - step / steps))."""
+    if t.lr_decay == "none" or progress <= t.lr_decay_start:
+        return 1.0
+    return max(0.0, (1.0 - progress) / (1.0 - t.lr_decay_start))
+
+
+def scale_lrs(family: Family, scale: float) -> None:
+    """Set every optimizer's learning rates to `scale` times their base rates. The base rate of a parameter group
+    is its lr the first time this runs (after the lazy correction); it is kept in the group as `base_lr`, so it
+    travels in the optimizer's state dict and a resumed run scales the same rates."""
+    for opt in family.optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * scale
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
