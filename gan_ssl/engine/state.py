@@ -101,7 +101,7 @@ def run_progress(t: TrainConfig, step: int, elapsed: float) -> float:
 
 def lr_scale(t: TrainConfig, progress: float) -> float:
     """The learning-rate multiplier at `progress` (0-1) of the run: 1 for `train.lr_decay` none; for linear, 1 until
-    `train.lr_decay_start`, then falling linearly to 0 at the end (the linear decay of SN-GAN's code and Mimicry, lr (1 - step / steps))."""
+    `train.lr_decay_start`, then falling linearly to 0 at the end (SN-GAN's code and Mimicry: lr (1 - step / steps))."""
     if t.lr_decay == "none" or progress <= t.lr_decay_start:
         return 1.0
     return max(0.0, (1.0 - progress) / (1.0 - t.lr_decay_start))
